@@ -1,0 +1,346 @@
+"""Find, unpack and read FER2013 into numpy arrays, split into train / validation / test.
+
+Three forms are accepted:
+  * an image folder: ``train/<emotion>/*.jpg`` and ``test/<emotion>/*.jpg``. When test file names
+    start with ``PublicTest_``/``PrivateTest_`` (the Kaggle layout), PublicTest is the validation
+    split and PrivateTest the test split; otherwise validation is a seeded stratified fraction of
+    train and test is ``test/``;
+  * the original ``fer2013.csv`` (columns ``emotion,pixels,Usage``);
+  * a ``.tar.gz`` of the image folder, unpacked once into a cache.
+
+This module does not import TensorFlow: the UI uses it to check a dataset quickly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fer import CLASSES, IMAGE_SIZE, PROJECT_ROOT
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SPLITS = ("train", "val", "test")
+SPLIT_TITLES = {"train": "Training", "val": "Validation (PublicTest)", "test": "Test (PrivateTest)"}
+
+
+class DataError(ValueError):
+    """The dataset is missing or not in a form we can read; the message says what and where."""
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (n, 48, 48) uint8
+    labels: np.ndarray  # (n,) int64, canonical class index
+    names: list[str]  # file path relative to the dataset root, or "row <n>" for the CSV
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(CLASSES))
+        return {name: int(counts[i]) for i, name in enumerate(CLASSES)}
+
+    def subset(self, index: np.ndarray) -> Split:
+        return Split(self.images[index], self.labels[index], [self.names[i] for i in index])
+
+
+@dataclass
+class Dataset:
+    source: Path
+    train: Split
+    val: Split
+    test: Split
+    val_description: str
+    test_description: str
+    warnings: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+def cache_dir() -> Path:
+    """Where unpacked archives live (git-ignored); ``FER_CACHE`` overrides it."""
+    return Path(os.environ.get("FER_CACHE") or PROJECT_ROOT / ".cache")
+
+
+def default_data_location() -> Path | None:
+    """``FER_DATA``, else the shared FER2013 archive, else ``data/`` in the project; None if none."""
+    if os.environ.get("FER_DATA"):
+        return Path(os.environ["FER_DATA"]).expanduser()
+    candidates = [
+        PROJECT_ROOT.parent / "shared" / "data" / "fer2013_images.tar.gz",
+        PROJECT_ROOT / "data" / "fer2013_images.tar.gz",
+        PROJECT_ROOT / "data" / "fer2013.csv",
+        PROJECT_ROOT / "data",
+    ]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def resolve_location(location: str | os.PathLike | None) -> Path:
+    """Turn what a user typed (or nothing) into a readable folder or CSV, unpacking archives."""
+    if location is None or str(location).strip() == "":
+        found = default_data_location()
+        if found is None:
+            raise DataError(
+                "no dataset given and none found: set FER_DATA, pass --data, or put FER2013 "
+                f"(fer2013_images.tar.gz, fer2013.csv or train/+test/ folders) in {PROJECT_ROOT / 'data'}"
+            )
+        location = found
+    path = Path(str(location).strip()).expanduser()
+    if not path.exists():
+        raise DataError(f"dataset not found: {path} does not exist")
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith((".tar.gz", ".tgz", ".tar")):
+            return _find_image_root(unpack_archive(path))
+        if name.endswith((".csv", ".csv.gz")):
+            return path
+        raise DataError(f"{path} is neither a folder, a .tar.gz archive nor a fer2013.csv file")
+    for csv_name in ("fer2013.csv", "fer2013.csv.gz"):
+        if not (path / "train").is_dir() and (path / csv_name).is_file():
+            return path / csv_name
+    return _find_image_root(path)
+
+
+def unpack_archive(archive: Path) -> Path:
+    """Unpack ``archive`` once into the cache and return the folder; safe against concurrent calls."""
+    stat = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    stem = archive.name.split(".")[0]
+    target = cache_dir() / "datasets" / f"{stem}-{key[:12]}"
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{stem}-"))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"could not unpack {archive}: {exc}") from None
+    try:
+        tmp.rename(target)
+    except OSError:
+        # Another process unpacked the same archive first; use theirs.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():
+            raise
+    return target
+
+
+def _find_image_root(path: Path) -> Path:
+    """The folder holding ``train/`` (the folder itself or a single level below it)."""
+    if (path / "train").is_dir():
+        return path
+    subdirs = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    for sub in subdirs:
+        if (sub / "train").is_dir():
+            return sub
+    raise DataError(
+        f"{path} has no train/ folder: expected train/<emotion>/*.jpg and test/<emotion>/*.jpg "
+        f"with emotion folders named {', '.join(CLASSES)}"
+    )
+
+
+def _class_index(folder: Path) -> int:
+    name = folder.name.lower()
+    if name not in CLASSES:
+        raise DataError(
+            f"unknown class folder {folder}: class folders must be named {', '.join(CLASSES)}"
+        )
+    return CLASSES.index(name)
+
+
+def _list_folder(split_dir: Path, root: Path, warnings: list[str]) -> list[tuple[Path, int]]:
+    if not split_dir.is_dir():
+        raise DataError(f"missing folder {split_dir}: expected {split_dir.name}/<emotion>/*.jpg")
+    items: list[tuple[Path, int]] = []
+    skipped: list[Path] = []
+    class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{split_dir} has no class folders; expected {', '.join(CLASSES)}")
+    for class_dir in class_dirs:
+        label = _class_index(class_dir)
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        skipped += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if not images:
+            warnings.append(f"class folder {class_dir} has no images")
+        items += [(p, label) for p in images]
+    missing = sorted(set(CLASSES) - {d.name.lower() for d in class_dirs})
+    if missing:
+        warnings.append(f"{split_dir} has no folder for: {', '.join(missing)}")
+    if skipped:
+        example = skipped[0].relative_to(root)
+        warnings.append(f"skipped {len(skipped)} non-image file(s) in {split_dir}, e.g. {example}")
+    if not items:
+        raise DataError(f"{split_dir} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    return items
+
+
+def _read_images(items: list[tuple[Path, int]], root: Path, warnings: list[str]) -> Split:
+    images = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    labels = np.empty(len(items), dtype=np.int64)
+    names: list[str] = []
+    bad: list[str] = []
+    n = 0
+    for path, label in items:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L")
+                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                images[n] = np.asarray(image)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            bad.append(str(path.relative_to(root)))
+            continue
+        labels[n] = label
+        names.append(str(path.relative_to(root)))
+        n += 1
+    if bad:
+        warnings.append(f"skipped {len(bad)} unreadable image(s), e.g. {bad[0]}")
+    return Split(images[:n], labels[:n], names)
+
+
+def _stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(rest, held_out) with ``fraction`` of every class held out, reproducibly."""
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for label in np.unique(split.labels):
+        index = np.flatnonzero(split.labels == label)
+        rng.shuffle(index)
+        held.append(index[: int(round(len(index) * fraction))])
+    held_index = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    mask = np.ones(len(split), dtype=bool)
+    mask[held_index] = False
+    return split.subset(np.flatnonzero(mask)), split.subset(held_index)
+
+
+def _load_folder(root: Path, validation_split: float, seed: int) -> Dataset:
+    warnings: list[str] = []
+    train_items = _list_folder(root / "train", root, warnings)
+    test_items = _list_folder(root / "test", root, warnings)
+    public = [it for it in test_items if it[0].name.startswith("PublicTest_")]
+    private = [it for it in test_items if it[0].name.startswith("PrivateTest_")]
+    train = _read_images(train_items, root, warnings)
+    if public and private:
+        val = _read_images(public, root, warnings)
+        test = _read_images(private, root, warnings)
+        val_description, test_description = "PublicTest (test/PublicTest_*)", "PrivateTest (test/PrivateTest_*)"
+    else:
+        train, val = _stratified_split(train, validation_split, seed)
+        test = _read_images(test_items, root, warnings)
+        val_description = f"{validation_split:.0%} of train (stratified, seed {seed})"
+        test_description = "test/"
+    return Dataset(root, train, val, test, val_description, test_description, warnings)
+
+
+def _load_csv(path: Path) -> Dataset:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"could not read {path} as CSV: {exc}") from None
+    required = {"emotion", "pixels", "Usage"}
+    if not required <= set(frame.columns):
+        raise DataError(
+            f"{path} has columns {', '.join(map(str, frame.columns))}; a fer2013.csv needs "
+            "emotion, pixels and Usage"
+        )
+    pixels = frame["pixels"].astype(str).str.split()
+    lengths = pixels.map(len)
+    wrong = np.flatnonzero(lengths.to_numpy() != IMAGE_SIZE * IMAGE_SIZE)
+    if len(wrong):
+        raise DataError(
+            f"{path}: row {int(wrong[0])} has {int(lengths.iloc[wrong[0]])} pixel values, "
+            f"expected {IMAGE_SIZE * IMAGE_SIZE} (48x48); {len(wrong)} row(s) are wrong"
+        )
+    try:
+        images = np.array(pixels.tolist(), dtype=np.float64)
+        labels = frame["emotion"].to_numpy().astype(np.int64)
+    except ValueError as exc:
+        raise DataError(f"{path}: non-numeric pixels or emotion values ({exc})") from None
+    if images.min() < 0 or images.max() > 255:
+        raise DataError(f"{path}: pixel values must be in 0..255")
+    if labels.min() < 0 or labels.max() >= len(CLASSES):
+        raise DataError(f"{path}: emotion values must be 0..{len(CLASSES) - 1}")
+    images = images.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    usage = frame["Usage"].astype(str).to_numpy()
+    unknown = sorted(set(usage) - {"Training", "PublicTest", "PrivateTest"})
+    if unknown:
+        raise DataError(f"{path}: unknown Usage value(s) {unknown}; expected Training, PublicTest, PrivateTest")
+
+    def take(kind: str) -> Split:
+        index = np.flatnonzero(usage == kind)
+        if len(index) == 0:
+            raise DataError(f"{path} has no rows with Usage={kind}")
+        return Split(images[index], labels[index], [f"row {i}" for i in index])
+
+    return Dataset(path, take("Training"), take("PublicTest"), take("PrivateTest"),
+                   "PublicTest rows", "PrivateTest rows")
+
+
+def load_dataset(location: str | os.PathLike | None = None, validation_split: float = 0.1,
+                 seed: int = 42, max_train_samples: int = 0) -> Dataset:
+    """Read the whole dataset into memory (FER2013 is 83 MB as uint8)."""
+    source = resolve_location(location)
+    dataset = _load_csv(source) if source.is_file() else _load_folder(source, validation_split, seed)
+    if 0 < max_train_samples < len(dataset.train):
+        _, dataset.train = _stratified_split(
+            dataset.train, max_train_samples / len(dataset.train), seed
+        )
+    return dataset
+
+
+@dataclass
+class DatasetSummary:
+    source: Path
+    counts: dict[str, dict[str, int]]  # split -> class -> count
+    val_description: str
+    test_description: str
+    warnings: list[str]
+
+
+def summarize_dataset(location: str | os.PathLike | None = None,
+                      validation_split: float = 0.1, seed: int = 42) -> DatasetSummary:
+    """Class counts per split without decoding images (fast enough for the UI)."""
+    source = resolve_location(location)
+    if source.is_file():
+        dataset = _load_csv(source)
+        counts = {name: dataset.split(name).class_counts() for name in SPLITS}
+        return DatasetSummary(source, counts, dataset.val_description, dataset.test_description, [])
+    warnings: list[str] = []
+    train = _list_folder(source / "train", source, warnings)
+    test = _list_folder(source / "test", source, warnings)
+    public = [it for it in test if it[0].name.startswith("PublicTest_")]
+    private = [it for it in test if it[0].name.startswith("PrivateTest_")]
+
+    def count(items: list[tuple[Path, int]]) -> dict[str, int]:
+        found = Counter(label for _, label in items)
+        return {name: found.get(i, 0) for i, name in enumerate(CLASSES)}
+
+    if public and private:
+        counts = {"train": count(train), "val": count(public), "test": count(private)}
+        return DatasetSummary(source, counts, "PublicTest (test/PublicTest_*)",
+                              "PrivateTest (test/PrivateTest_*)", warnings)
+    train_counts = count(train)
+    val_counts = {k: int(round(v * validation_split)) for k, v in train_counts.items()}
+    counts = {"train": {k: v - val_counts[k] for k, v in train_counts.items()},
+              "val": val_counts, "test": count(test)}
+    return DatasetSummary(source, counts, f"{validation_split:.0%} of train (stratified)",
+                          "test/", warnings)

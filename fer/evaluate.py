@@ -1,0 +1,124 @@
+"""Evaluate a model on a split: accuracy, confusion matrix, per-class report, misclassified faces.
+
+CLI: ``python -m fer.evaluate --model PATH --data DIR --split private`` prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer import CLASSES
+from fer.data import Split
+
+SPLIT_ALIASES = {"private": "test", "privatetest": "test", "test": "test",
+                 "public": "val", "publictest": "val", "val": "val", "validation": "val",
+                 "train": "train", "training": "train"}
+
+
+def metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """Accuracy, confusion matrix (rows = true class, counts) and scikit-learn's report."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+    predicted = probabilities.argmax(axis=1)
+    index = list(range(len(CLASSES)))
+    report = classification_report(labels, predicted, labels=index, target_names=list(CLASSES),
+                                    output_dict=True, zero_division=0)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=index).tolist(),
+        "report": report,
+    }
+
+
+def write_evaluation(eval_dir: Path, splits: dict[str, Split], probabilities: dict[str, np.ndarray],
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write metrics.json, predictions.csv and misclassified.npz (faces of the test split)."""
+    import pandas as pd
+
+    from fer.files import write_json_atomic
+
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"classes": list(CLASSES), **(extra or {}), "splits": {}}
+    frames = []
+    for name, split in splits.items():
+        probs = probabilities[name]
+        result["splits"][name] = metrics(split.labels, probs)
+        frame = pd.DataFrame({"split": name, "name": split.names,
+                              "true": [CLASSES[i] for i in split.labels],
+                              "predicted": [CLASSES[i] for i in probs.argmax(axis=1)],
+                              "confidence": probs.max(axis=1)})
+        for i, cls in enumerate(CLASSES):
+            frame[f"p_{cls}"] = probs[:, i]
+        frames.append(frame)
+    pd.concat(frames).to_csv(eval_dir / "predictions.csv", index=False, float_format="%.5f")
+    if "test" in splits:
+        split, probs = splits["test"], probabilities["test"]
+        predicted = probs.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != split.labels)
+        tmp = eval_dir / "misclassified.tmp.npz"
+        np.savez_compressed(tmp, images=split.images[wrong], true=split.labels[wrong],
+                            predicted=predicted[wrong], confidence=probs[wrong].max(axis=1),
+                            names=np.array([split.names[i] for i in wrong], dtype=str))
+        tmp.replace(eval_dir / "misclassified.npz")
+    write_json_atomic(eval_dir / "metrics.json", result)
+    return result
+
+
+def read_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    from fer.files import read_json
+
+    return read_json(Path(run_dir) / "eval" / "metrics.json")
+
+
+def read_misclassified(run_dir: Path) -> dict[str, np.ndarray] | None:
+    path = Path(run_dir) / "eval" / "misclassified.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="a model.keras file or run folder (default: the shipped model)")
+    parser.add_argument("--data", default="", help="dataset folder, .tar.gz or fer2013.csv (default: FER_DATA or the shared archive)")
+    parser.add_argument("--split", default="private", help="private (test), public (val) or train")
+    parser.add_argument("--tta", action="store_true", help="average predictions over the face and its mirror image")
+    parser.add_argument("--output", default="", help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+
+    from fer.data import DataError, load_dataset
+    from fer.predict import ModelError, Predictor
+
+    split_name = SPLIT_ALIASES.get(args.split.lower())
+    if split_name is None:
+        parser.error(f"--split {args.split!r} is unknown; use private, public or train")
+    try:
+        predictor = Predictor.load(args.model or None)
+        dataset = load_dataset(args.data or None)
+    except (DataError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    split = dataset.split(split_name)
+    probs = predictor.predict_faces(split.images, tta=args.tta)
+    result = {"model": str(predictor.path), "data": str(dataset.source), "split": split_name,
+              "split_description": {"val": dataset.val_description, "test": dataset.test_description,
+                                    "train": "train/"}[split_name],
+              "tta": args.tta, **metrics(split.labels, probs)}
+    text = json.dumps(result, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

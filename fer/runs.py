@@ -1,0 +1,345 @@
+"""The run store: one folder per run under ``experiments/``; the folder is the source of truth.
+
+A run folder holds ``config.json``, ``status.json``, ``history.csv`` (one row per epoch),
+``progress.json`` (current epoch/batch), ``model.keras`` (best epoch), ``backup/`` (resumable
+training state), ``eval/`` (test-set evaluation) and ``train.log`` (the worker's output).
+
+A worker holds an exclusive ``flock`` on ``.lock`` while it lives. The kernel drops that lock when
+the process dies in any way (``kill -9`` included), so "is this run alive?" never trusts a pid.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fer import EXPERIMENTS_DIR, PROJECT_ROOT
+from fer.config import ConfigError, TrainConfig
+from fer.files import read_json, write_json_atomic
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
+
+
+class RunError(ValueError):
+    """A run operation that cannot be done (unknown run, already running, ...)."""
+
+
+def experiments_dir() -> Path:
+    """``FER_EXPERIMENTS`` overrides the default ``experiments/`` folder of the project."""
+    return Path(os.environ.get("FER_EXPERIMENTS") or EXPERIMENTS_DIR)
+
+
+def run_path(run_id: str, root: Path | None = None) -> Path:
+    """The folder of ``run_id``; refuses ids that could point outside the experiments folder."""
+    root = Path(root or experiments_dir()).resolve()
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+        raise RunError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+    path = (root / run_id).resolve()
+    if path.parent != root:
+        raise RunError(f"invalid run id {run_id!r}")
+    return path
+
+
+def new_run_id(config: TrainConfig) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{config.architecture}-{secrets.token_hex(3)}"
+
+
+def create_run(config: TrainConfig, root: Path | None = None, run_id: str | None = None) -> Path:
+    """Make a new run folder with its config and a 'created' status; ids never collide."""
+    root = Path(root or experiments_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    for _ in range(20):
+        path = run_path(run_id or new_run_id(config), root)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if run_id:
+                raise RunError(f"a run named {run_id!r} already exists") from None
+            continue
+        config.save(path / "config.json")
+        write_status(path, state="created", created=time.time())
+        return path
+    raise RunError("could not find a free run id")
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / "status.json") or {}
+
+
+def write_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into status.json (atomically) and return the new status."""
+    status = read_status(run_dir)
+    status.update(changes)
+    write_json_atomic(Path(run_dir) / "status.json", status)
+    return status
+
+
+def _lock_path(run_dir: Path) -> Path:
+    return Path(run_dir) / ".lock"
+
+
+def is_alive(run_dir: Path) -> bool:
+    """True while a worker process holds this run's lock."""
+    try:
+        fd = os.open(_lock_path(run_dir), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def acquire_lock(run_dir: Path, timeout: float = 3.0) -> int | None:
+    """The worker's exclusive lock (kept until the process exits), or None if another holds it."""
+    fd = os.open(_lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            # A reader's momentary shared lock, or another worker: wait a little.
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def _pid_running(pid: int | None) -> bool:
+    """The process exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
+    """The state to show: a 'running' run whose worker is gone is 'interrupted'."""
+    status = read_status(run_dir) if status is None else status
+    state = status.get("state", "unknown")
+    if state == "running" and not is_alive(run_dir):
+        return "interrupted"
+    if state == "queued" and not is_alive(run_dir):
+        # Between launch and the worker taking its lock; after that, a dead pid means it crashed.
+        if _pid_running(status.get("pid")) and time.time() - status.get("queued", 0) < 120:
+            return "queued"
+        return "interrupted"
+    return state
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+def worker_command(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "fer.train", "--run-dir", str(run_dir)]
+
+
+_launch_lock = threading.Lock()
+
+
+def launch(run_dir: Path) -> int:
+    """Start the training worker for ``run_dir`` as a background process in its own session.
+
+    Refuses when the run is already queued or running, so a double click starts one worker.
+    """
+    run_dir = Path(run_dir)
+    with _launch_lock:
+        state = effective_state(run_dir)
+        if state in ACTIVE_STATES:
+            raise RunError(f"run {run_dir.name} is already {state}")
+        if state == "finished":
+            raise RunError(f"run {run_dir.name} has finished; create a new run to train again")
+        write_status(run_dir, state="queued", queued=time.time(), error=None)
+        log = open(run_dir / "train.log", "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        process = subprocess.Popen(
+            worker_command(run_dir), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        )
+        log.close()
+        write_status(run_dir, pid=process.pid)
+    # Reap the child when it exits so no zombie is left behind in a long-lived server.
+    threading.Thread(target=process.wait, daemon=True).start()
+    return process.pid
+
+
+def stop(run_dir: Path, wait: float = 0.0) -> bool:
+    """Ask the run's worker to stop (SIGTERM to its process group). Idempotent.
+
+    Returns True if a live worker was signalled. With ``wait`` > 0, waits that many seconds for it
+    to exit.
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    pid = status.get("pid")
+    if effective_state(run_dir, status) not in ACTIVE_STATES or not _pid_running(pid):
+        return False
+    write_status(run_dir, stop_requested=time.time())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    deadline = time.monotonic() + wait
+    while wait > 0 and time.monotonic() < deadline and is_alive(run_dir):
+        time.sleep(0.1)
+    return True
+
+
+def resume(run_dir: Path) -> int:
+    """Continue a stopped, failed or interrupted run from its last completed epoch."""
+    run_dir = Path(run_dir)
+    state = effective_state(run_dir)
+    if state not in ("stopped", "failed", "interrupted", "created"):
+        raise RunError(f"run {run_dir.name} is {state}; only stopped, failed or interrupted runs can resume")
+    if state == "interrupted":
+        write_status(run_dir, state="interrupted", error="the worker process died unexpectedly")
+    return launch(run_dir)
+
+
+def delete(run_dir: Path) -> None:
+    """Remove a run folder; refuses while the run is training."""
+    run_dir = Path(run_dir)
+    if effective_state(run_dir) in ACTIVE_STATES:
+        raise RunError(f"run {run_dir.name} is still training; stop it first")
+    shutil.rmtree(run_dir)
+
+
+# ---- reading runs ---------------------------------------------------------------------------
+
+@dataclass
+class RunSummary:
+    run_id: str
+    path: Path
+    state: str
+    config: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def architecture(self) -> str:
+        return str(self.config.get("architecture", "?"))
+
+    def row(self) -> dict[str, Any]:
+        """One row of the runs table."""
+        s, c = self.status, self.config
+        started, ended = s.get("started"), s.get("ended")
+        if started and self.state in ACTIVE_STATES:
+            ended = time.time()
+        return {
+            "run": self.run_id,
+            "state": self.state,
+            "architecture": self.architecture,
+            "epochs": f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')}",
+            "batch": c.get("batch_size"),
+            "optimizer": c.get("optimizer"),
+            "lr": c.get("learning_rate"),
+            "best val acc": s.get("best_val_accuracy"),
+            "best epoch": s.get("best_epoch"),
+            "test acc": s.get("test_accuracy"),
+            "duration (min)": round((ended - started) / 60, 1) if started and ended else None,
+            "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.get("created", 0))),
+        }
+
+
+def load_run(run_dir: Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    config = read_json(run_dir / "config.json")
+    if not isinstance(config, dict):
+        config = {}
+        status.setdefault("error", "config.json is missing or not valid JSON")
+    return RunSummary(run_dir.name, run_dir, effective_state(run_dir, status), config, status)
+
+
+def list_runs(root: Path | None = None) -> list[RunSummary]:
+    """All runs, newest first. Folders that are not runs are ignored."""
+    root = Path(root or experiments_dir())
+    if not root.is_dir():
+        return []
+    runs = [load_run(d) for d in root.iterdir()
+            if d.is_dir() and RUN_ID_PATTERN.match(d.name) and (d / "config.json").exists()]
+    return sorted(runs, key=lambda r: r.status.get("created", 0), reverse=True)
+
+
+def read_history(run_dir: Path):
+    """history.csv as a DataFrame, keeping only complete, numeric rows (the last line may be
+    half-written, and a hand-edited file may hold garbage)."""
+    import pandas as pd
+
+    path = Path(run_dir) / "history.csv"
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return pd.DataFrame()
+    if not lines:
+        return pd.DataFrame()
+    header = lines[0].split(",")
+    good = [line for line in lines[1:] if _is_numeric_row(line, len(header))]
+    frame = pd.read_csv(io.StringIO("\n".join([lines[0], *good])))
+    if "epoch" in frame.columns:
+        frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
+        frame["epoch"] = frame["epoch"].astype(int) + 1  # Show epochs counted from 1.
+    return frame.reset_index(drop=True)
+
+
+def _is_numeric_row(line: str, width: int) -> bool:
+    cells = line.split(",")
+    if len(cells) != width:
+        return False
+    try:
+        [float(cell) for cell in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def read_progress(run_dir: Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / "progress.json") or {}
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    return TrainConfig.load(Path(run_dir) / "config.json")
+
+
+def load_config_or_error(run_dir: Path) -> tuple[TrainConfig | None, str | None]:
+    try:
+        return read_config(run_dir), None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def read_log_tail(run_dir: Path, lines: int = 30) -> str:
+    try:
+        with open(Path(run_dir) / "train.log", "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 20_000))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def dump_status(run_dir: Path) -> str:
+    return json.dumps({**read_status(run_dir), "state": effective_state(run_dir)}, indent=2)

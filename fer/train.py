@@ -1,0 +1,316 @@
+"""The training worker and its CLI.
+
+    python -m fer.train --run-dir experiments/<id>        # train a prepared run (what the UI starts)
+    python -m fer.train --architecture mini_xception --epochs 30 --data path/to/fer2013
+                                                          # create a run from flags and train it here
+    python -m fer.train --architecture mini_xception --detach   # the same, in the background
+
+The worker writes status.json in a ``finally`` block, so every run ends as finished, failed or
+stopped; SIGTERM stops it cleanly at the next batch, and a later start resumes from the last
+completed epoch (Keras BackupAndRestore).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from fer.config import ConfigError, TrainConfig
+from fer.data import DataError
+from fer.files import read_json, write_json_atomic
+from fer.runs import RunError, acquire_lock, create_run, launch, read_history, write_status
+
+
+class RunStopped(Exception):
+    """Raised at a safe point after a stop was requested."""
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT set the flag; outside ``model.fit`` they stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_fit = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if not self.in_fit:
+            raise RunStopped()
+
+    def check(self) -> None:
+        if self.requested:
+            raise RunStopped()
+
+
+def _completed_epochs(run_dir: Path) -> int:
+    """Epochs saved in the BackupAndRestore state (0 when starting fresh)."""
+    meta = read_json(run_dir / "backup" / "training_metadata.json")
+    return int(meta.get("epoch", 0)) if isinstance(meta, dict) else 0
+
+
+def _trim_history(run_dir: Path, keep_epochs: int) -> None:
+    """Drop history rows for epochs the backup does not hold, so resume never duplicates one."""
+    path = run_dir / "history.csv"
+    if keep_epochs == 0:
+        path.unlink(missing_ok=True)
+        return
+    history = read_history(run_dir)
+    if history.empty:
+        return
+    history = history[history["epoch"] <= keep_epochs].copy()
+    history["epoch"] -= 1  # back to Keras' 0-based epochs
+    history.to_csv(path, index=False)
+
+
+def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
+               best_so_far: float | None) -> list:
+    import keras
+
+    class RunStatus(keras.callbacks.Callback):
+        """Progress for the UI (throttled) and the best-epoch summary in status.json."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.epoch_start = time.time()
+            self.last_write = 0.0
+
+        def _progress(self, batch: int, phase: str, force: bool = False) -> None:
+            now = time.time()
+            if force or now - self.last_write > 1.0:
+                write_json_atomic(run_dir / "progress.json", {
+                    "epoch": self.epoch + 1, "epochs": config.epochs, "batch": batch,
+                    "batches": steps, "phase": phase, "updated": now})
+                self.last_write = now
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+            self.epoch_start = time.time()
+            self._progress(0, "training", force=True)
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            stop.check()
+            self._progress(batch + 1, "training")
+
+        def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            stop.check()
+            self._progress(steps, "validating")
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            # Runs before CSVLogger, so these columns land in history.csv.
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+            logs["seconds"] = round(time.time() - self.epoch_start, 2)
+
+    class BestSoFar(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            history = read_history(run_dir)
+            best = history.loc[history["val_accuracy"].idxmax()] if not history.empty else None
+            write_status(run_dir, epochs_done=epoch + 1,
+                         best_val_accuracy=None if best is None else float(best["val_accuracy"]),
+                         best_epoch=None if best is None else int(best["epoch"]))
+
+    callbacks = [
+        RunStatus(),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor="val_accuracy",
+                                        mode="max", save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        BestSoFar(),
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=config.plateau_monitor, factor=config.plateau_factor,
+            patience=config.plateau_patience, min_lr=1e-6,
+            mode="max" if config.plateau_monitor == "val_accuracy" else "min"))
+    if config.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience))
+    return callbacks
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    learning_rate: Any = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=steps_per_epoch * config.epochs)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True,
+                                    weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay or 0.004)
+    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
+
+
+def _class_weights(labels) -> dict[int, float]:
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights)}
+
+
+def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir``; returns the evaluation summary."""
+    from fer.data import load_dataset
+
+    config = TrainConfig.load(run_dir / "config.json")
+    write_status(run_dir, phase="loading data")
+    print(f"[fer] loading dataset {config.data or '(default location)'}", flush=True)
+    dataset = load_dataset(config.data or None, config.validation_split, config.seed,
+                           config.max_train_samples)
+    for warning in dataset.warnings:
+        print(f"[fer] warning: {warning}", flush=True)
+    write_status(run_dir, data_source=str(dataset.source), train_size=len(dataset.train),
+                 val_size=len(dataset.val), test_size=len(dataset.test),
+                 val_description=dataset.val_description, test_description=dataset.test_description)
+    if config.batch_size > len(dataset.train):
+        raise ConfigError([f"batch_size={config.batch_size} is larger than the training set "
+                           f"({len(dataset.train)} images)"])
+    stop.check()
+
+    write_status(run_dir, phase="building model")
+    import keras
+
+    from fer.models import VGG16_WEIGHTS, build_model
+    from fer.pipeline import evaluation_dataset, training_dataset
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if config.architecture == "vgg16_transfer" and not VGG16_WEIGHTS.is_file():
+        print(f"[fer] note: no ImageNet weights at {VGG16_WEIGHTS}; VGG16 trains from scratch",
+              flush=True)
+    train_ds = training_dataset(dataset.train.images, dataset.train.labels, config)
+    val_ds = evaluation_dataset(dataset.val.images, dataset.val.labels, 256)
+    steps = len(dataset.train) // config.batch_size
+    model = build_model(config)
+    model.compile(optimizer=_optimizer(config, steps),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"])
+
+    done = _completed_epochs(run_dir)
+    _trim_history(run_dir, done)
+    history = read_history(run_dir)
+    best_so_far = float(history["val_accuracy"].max()) if not history.empty else None
+    if done:
+        print(f"[fer] resuming after epoch {done}", flush=True)
+    write_status(run_dir, phase="training", epochs_done=done)
+    stop.check()
+    stop.in_fit = True
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=2, shuffle=False,
+              callbacks=_callbacks(run_dir, config, stop, steps, best_so_far),
+              class_weight=_class_weights(dataset.train.labels) if config.class_weights else None)
+    stop.in_fit = False
+    stop.check()
+
+    write_status(run_dir, phase="evaluating")
+    write_json_atomic(run_dir / "progress.json", {"phase": "evaluating", "updated": time.time()})
+    from fer.evaluate import write_evaluation
+
+    best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True, compile=False)
+    splits = {"val": dataset.val, "test": dataset.test}
+    probabilities = {name: best.predict(evaluation_dataset(s.images, s.labels, 256), verbose=0)
+                     for name, s in splits.items()}
+    result = write_evaluation(run_dir / "eval", splits, probabilities,
+                              {"val_description": dataset.val_description,
+                               "test_description": dataset.test_description})
+    return {"val_accuracy": result["splits"]["val"]["accuracy"],
+            "test_accuracy": result["splits"]["test"]["accuracy"]}
+
+
+def run_worker(run_dir: Path) -> int:
+    """Entry point of a worker process. Exit codes: 0 finished, 1 failed, 2 refused, 3 stopped."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.json").is_file():
+        print(f"error: {run_dir} is not a run folder (no config.json)", file=sys.stderr)
+        return 2
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    lock = acquire_lock(run_dir)
+    if lock is None:
+        print(f"error: run {run_dir.name} is already being trained by another process", file=sys.stderr)
+        return 2
+    status: dict[str, Any] = {"state": "failed", "error": "the worker ended unexpectedly"}
+    try:
+        write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), ended=None,
+                     error=None, stop_requested=None)
+        summary = train_run(run_dir, stop)
+        status = {"state": "finished", "error": None, **summary}
+        print(f"[fer] finished: {summary}", flush=True)
+    except RunStopped:
+        status = {"state": "stopped", "error": None}
+        print("[fer] stopped", flush=True)
+    except (ConfigError, DataError, RunError) as exc:
+        status = {"state": "failed", "error": str(exc)}
+        print(f"[fer] error: {exc}", flush=True)
+    except MemoryError:
+        status = {"state": "failed", "error": "out of memory: try a smaller batch size or model"}
+    except OSError as exc:
+        status = {"state": "failed", "error": f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")}
+        traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - any failure must end as a 'failed' status
+        status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        traceback.print_exc()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            write_status(run_dir, **status, phase=None, ended=time.time())
+        except OSError as exc:
+            print(f"[fer] could not write status.json: {exc}", file=sys.stderr, flush=True)
+    return {"finished": 0, "stopped": 3}.get(status["state"], 1)
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hyperparameters (create a new run; defaults per architecture)")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            group.add_argument(flag, dest=field.name, default=None,
+                               action=argparse.BooleanOptionalAction)
+        else:
+            kind = {"int": int, "float": float}.get(field.type, str)
+            group.add_argument(flag, dest=field.name, type=kind, default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fer.train", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 2)[2])
+    parser.add_argument("--run-dir", help="train (or resume) this prepared run folder")
+    parser.add_argument("--experiments", help="where new runs are created (default: experiments/)")
+    parser.add_argument("--name", help="run id for a new run (default: time-architecture-random)")
+    parser.add_argument("--detach", action="store_true", help="train in the background and return")
+    _config_flags(parser)
+    args = parser.parse_args(argv)
+    if args.run_dir:
+        return run_worker(Path(args.run_dir))
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if getattr(args, f.name) is not None}
+    try:
+        config = TrainConfig.for_architecture(values.pop("architecture", "mini_xception"), **values)
+        run_dir = create_run(config, Path(args.experiments) if args.experiments else None, args.name)
+    except (ConfigError, RunError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"run: {run_dir}", flush=True)
+    if args.detach:
+        pid = launch(run_dir)
+        print(f"training in the background (pid {pid}); log: {run_dir / 'train.log'}")
+        return 0
+    return run_worker(run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
