@@ -173,13 +173,12 @@ def launch(run_dir: Path) -> int:
         if state == "finished":
             raise RunError(f"run {run_dir.name} has finished; create a new run to train again")
         write_status(run_dir, state="queued", queued=time.time(), error=None)
-        log = open(run_dir / "train.log", "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        process = subprocess.Popen(
-            worker_command(run_dir), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, env=env,
-        )
-        log.close()
+        with open(run_dir / "train.log", "ab") as log:
+            process = subprocess.Popen(
+                worker_command(run_dir), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            )
         write_status(run_dir, pid=process.pid)
     # Reap the child when it exits so no zombie is left behind in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()

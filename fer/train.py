@@ -158,7 +158,7 @@ def _class_weights(labels) -> dict[int, float]:
 
     present = np.unique(labels)
     weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {int(c): float(w) for c, w in zip(present, weights)}
+    return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
 
 
 def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:

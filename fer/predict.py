@@ -1,0 +1,268 @@
+"""From a photo to per-class probabilities: decode, detect faces, crop, resize, classify.
+
+``Predictor.load()`` loads the shipped default model (or any run's ``model.keras``) with Keras'
+``safe_mode=True``; faces are found with OpenCV's Haar cascade, which ships inside the
+opencv-python-headless wheel, so everything works offline.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
+
+# Refuse images above this many pixels before decoding them (Pillow's bomb guard is at ~179M).
+MAX_PIXELS = 40_000_000
+# Detection runs on a copy no larger than this (long side); boxes are mapped back.
+DETECTION_SIZE = 1024
+# Grow each detected box by this fraction per side: FER2013 faces include brow and chin.
+FACE_MARGIN = 0.1
+
+
+class ModelError(ValueError):
+    """The model file is missing, unsafe or not a FER model."""
+
+
+class ImageError(ValueError):
+    """The upload is not an image we can read."""
+
+
+@dataclass
+class FaceResult:
+    box: tuple[int, int, int, int]  # x, y, width, height in the (EXIF-rotated) image
+    probabilities: np.ndarray  # (7,) in fer.CLASSES order
+    face: np.ndarray  # the 48x48 grayscale crop the model saw
+    whole_image: bool = False
+
+    @property
+    def label(self) -> str:
+        return CLASSES[int(self.probabilities.argmax())]
+
+
+def read_image(data: bytes) -> Image.Image:
+    """Decode upload bytes into an RGB image, upright according to its EXIF orientation."""
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageError(
+                f"the image is too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; "
+                f"the limit is {MAX_PIXELS / 1e6:.0f})"
+            )
+        image.seek(0)  # first frame of an animation
+        image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refused a possible decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError("the file is not an image format we can read (JPEG, PNG, WebP, BMP, GIF)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"the image is damaged or truncated ({exc})") from None
+    image = ImageOps.exif_transpose(image)
+    return _to_rgb(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Scale high-bit-depth grayscale to 8 bits instead of clipping it.
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        array = (array - low) / (high - low or 1.0) * 255
+        image = Image.fromarray(array.astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def _cascade():
+    import cv2
+
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise ModelError(f"OpenCV's face detector is missing ({path}); install opencv-python-headless 4.x")
+    return cascade
+
+
+_CASCADE = None
+
+
+def detect_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h) in ``gray`` (uint8, H x W), largest first."""
+    import cv2
+
+    global _CASCADE
+    if _CASCADE is None:
+        _CASCADE = _cascade()
+    height, width = gray.shape
+    scale = min(1.0, DETECTION_SIZE / max(height, width))
+    small = cv2.resize(gray, (round(width * scale), round(height * scale)),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    small = cv2.equalizeHist(small)
+    min_side = max(20, min(small.shape) // 25)
+    found = _CASCADE.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5,
+                                      minSize=(min_side, min_side))
+    boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A square 48x48 crop around ``box`` with a margin, clipped to the image."""
+    import cv2
+
+    x, y, w, h = box
+    side = max(w, h) * (1 + 2 * FACE_MARGIN)
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = max(0, int(round(cx - side / 2))), max(0, int(round(cy - side / 2)))
+    x1 = min(gray.shape[1], int(round(cx + side / 2)))
+    y1 = min(gray.shape[0], int(round(cy + side / 2)))
+    crop = gray[y0:y1, x0:x1]
+    return cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def whole_image_face(gray: np.ndarray) -> np.ndarray:
+    """The centre square of the image, resized to 48x48 (for pictures that are already a face)."""
+    import cv2
+
+    height, width = gray.shape
+    side = min(height, width)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    crop = gray[y0:y0 + side, x0:x0 + side]
+    return cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def draw_boxes(image: Image.Image, results: list[FaceResult]) -> Image.Image:
+    """A copy of ``image`` with each face's box and top class drawn on it."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 250))
+    for number, result in enumerate(results, start=1):
+        if result.whole_image:
+            continue
+        x, y, w, h = result.box
+        draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
+        text = f"{number}: {result.label} {result.probabilities.max():.0%}"
+        draw.text((x + width, max(0, y - 12 * width // 2 - 12)), text, fill=(255, 64, 64))
+    return out
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """The .keras file for ``model``: None (shipped default), a run folder, or a .keras file."""
+    path = DEFAULT_MODEL_DIR / "model.keras" if model in (None, "") else Path(model)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise ModelError(f"no model at {path}")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path} is not a .keras model file (other formats are not loaded)")
+    return path
+
+
+class Predictor:
+    """A loaded FER model; call ``predict_faces`` or ``predict_image``."""
+
+    def __init__(self, model, path: Path, description: str = ""):
+        self.model = model
+        self.path = path
+        self.description = description or path.parent.name
+
+    @classmethod
+    def load(cls, model: str | Path | None = None) -> Predictor:
+        path = resolve_model_path(model)
+        import keras
+
+        try:
+            loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
+            text = str(exc)
+            if "Lambda" in text or "safe_mode" in text:
+                raise ModelError(f"refused {path}: it contains a Lambda layer (arbitrary code), "
+                                 "which is never loaded") from None
+            raise ModelError(f"could not load {path}: {text.splitlines()[0] if text else type(exc).__name__}") from None
+        inputs, outputs = tuple(loaded.input_shape), tuple(loaded.output_shape)
+        if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
+            raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
+                             f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
+        return cls(loaded, path, _describe(path))
+
+    def predict_faces(self, faces: np.ndarray, tta: bool = False) -> np.ndarray:
+        """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels)."""
+        faces = np.asarray(faces, dtype=np.float32)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if faces.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"faces must be (n, {IMAGE_SIZE}, {IMAGE_SIZE}), got {faces.shape}")
+        if len(faces) == 0:
+            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+        batch = faces[..., None]
+        probabilities = self._predict(batch)
+        if tta:
+            # Average with the mirror image: faces are roughly left-right symmetric.
+            probabilities = (probabilities + self._predict(batch[:, :, ::-1])) / 2
+        return probabilities
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) <= 64:
+            # Calling the model directly avoids predict()'s per-call dataset setup.
+            return np.asarray(self.model(batch, training=False))
+        return self.model.predict(batch, batch_size=256, verbose=0)
+
+    def predict_image(self, image: bytes | Image.Image, whole_image_if_no_face: bool = False,
+                      tta: bool = False) -> list[FaceResult]:
+        """One result per detected face (largest first); [] when no face is found, unless
+        ``whole_image_if_no_face`` asks to classify the whole picture instead."""
+        if isinstance(image, (bytes, bytearray)):
+            image = read_image(bytes(image))
+        else:
+            image = _to_rgb(ImageOps.exif_transpose(image))
+        gray = np.asarray(image.convert("L"))
+        boxes = detect_faces(gray)
+        if boxes:
+            faces = np.stack([crop_face(gray, box) for box in boxes])
+            whole = False
+        elif whole_image_if_no_face:
+            faces = whole_image_face(gray)[None]
+            boxes = [(0, 0, gray.shape[1], gray.shape[0])]
+            whole = True
+        else:
+            return []
+        probabilities = self.predict_faces(faces, tta=tta)
+        return [FaceResult(box, probs, face, whole) for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
+
+
+def _describe(path: Path) -> str:
+    from fer.files import read_json
+
+    config = read_json(path.parent / "config.json") or {}
+    metrics = read_json(path.parent / "eval" / "metrics.json") or {}
+    accuracy = metrics.get("splits", {}).get("test", {}).get("accuracy")
+    name = "shipped default" if path.parent == DEFAULT_MODEL_DIR else path.parent.name
+    details = [str(config.get("architecture", "?"))]
+    if accuracy is not None:
+        details.append(f"{accuracy:.1%} test accuracy")
+    return f"{name} ({', '.join(details)})"
+
+
+def available_models() -> list[tuple[str, Path]]:
+    """(label, path) for the shipped default model and every run with a model.keras."""
+    from fer.runs import list_runs
+
+    models: list[tuple[str, Path]] = []
+    default = DEFAULT_MODEL_DIR / "model.keras"
+    if default.is_file():
+        models.append((_describe(default), default))
+    for run in list_runs():
+        path = run.path / "model.keras"
+        if path.is_file():
+            models.append((f"{_describe(path)} [{run.state}]", path))
+    return models
