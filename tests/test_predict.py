@@ -1,0 +1,170 @@
+"""Predictor: model loading (safe_mode), face detection on a real photo, bad uploads."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer import CLASSES
+
+keras = pytest.importorskip("keras")
+
+from fer.config import TrainConfig  # noqa: E402
+from fer.models import build_model  # noqa: E402
+from fer.predict import ImageError, ModelError, Predictor, draw_boxes, read_image  # noqa: E402
+
+
+def astronaut_png() -> bytes:
+    skimage = pytest.importorskip("skimage", reason="scikit-image ships the test photo")
+    return (Path(skimage.__file__).parent / "data" / "astronaut.png").read_bytes()
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """An untrained mini-Xception saved as .keras: enough to test the plumbing."""
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_model(TrainConfig(architecture="mini_xception")).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(model_path) -> Predictor:
+    return Predictor.load(model_path)
+
+
+def test_predict_faces_returns_probabilities_in_class_order(predictor):
+    """(n, 48, 48) faces give (n, 7) rows that sum to one."""
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    probs = predictor.predict_faces(faces)
+    assert probs.shape == (5, len(CLASSES))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_flip_tta_is_mirror_invariant(predictor):
+    """With test-time augmentation a face and its mirror image get the same probabilities."""
+    face = np.random.default_rng(1).integers(0, 256, (1, 48, 48), dtype=np.uint8)
+    a = predictor.predict_faces(face, tta=True)
+    b = predictor.predict_faces(face[:, :, ::-1], tta=True)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_large_batches_match_small_batches(predictor):
+    """The batched predict() path and the direct call agree."""
+    faces = np.random.default_rng(2).integers(0, 256, (70, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(predictor.predict_faces(faces)[:10], predictor.predict_faces(faces[:10]),
+                               atol=1e-4)
+
+
+def test_finds_the_astronauts_face(predictor):
+    """The Haar cascade shipped with OpenCV finds the one face in a real photo."""
+    results = predictor.predict_image(astronaut_png())
+    assert len(results) == 1
+    x, y, w, h = results[0].box
+    assert 150 < x + w / 2 < 300 and 50 < y + h / 2 < 200  # her face, not the flag or suit
+    assert results[0].face.shape == (48, 48)
+    assert draw_boxes(read_image(astronaut_png()), results).size == (512, 512)
+
+
+def test_exif_rotated_photo_is_turned_upright_before_detection(predictor):
+    """A phone photo stored sideways with an EXIF orientation tag still has its face found."""
+    upright = Image.open(io.BytesIO(astronaut_png())).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # the viewer must turn the stored pixels 90 degrees counter-clockwise
+    data = encode(stored, "JPEG", exif=exif.tobytes())
+    shown = np.asarray(read_image(data), dtype=np.float32)
+    assert np.abs(shown - np.asarray(upright, dtype=np.float32)).mean() < 8  # upright again
+    assert len(predictor.predict_image(data)) == 1
+
+
+def test_no_face_gives_no_result_unless_whole_image_is_asked(predictor):
+    """A blank picture has no face; the whole-image option still classifies it."""
+    data = encode(Image.new("RGB", (200, 120), (200, 200, 200)), "PNG")
+    assert predictor.predict_image(data) == []
+    results = predictor.predict_image(data, whole_image_if_no_face=True)
+    assert len(results) == 1 and results[0].whole_image
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "CMYK", "L", "I;16", "P"])
+def test_unusual_pixel_formats_decode_to_rgb(mode):
+    """CMYK JPEGs, 16-bit and RGBA PNGs, palette images all become RGB."""
+    image = Image.new("RGB", (64, 64), (10, 120, 240)).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        image = Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16))
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    assert read_image(encode(image, fmt)).mode == "RGB"
+
+
+def test_animated_gif_uses_first_frame():
+    """An animated GIF is read as its first frame."""
+    frames = [Image.new("P", (32, 32), color) for color in (1, 2, 3)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert read_image(data).size == (32, 32)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"just some text, not a picture", "not an image"),
+])
+def test_bad_uploads_get_a_clear_message(data, message):
+    """Empty and non-image files raise ImageError with words a user understands."""
+    with pytest.raises(ImageError, match=message):
+        read_image(data)
+
+
+def test_truncated_jpeg_is_refused():
+    """Half a JPEG is reported as damaged, not a traceback."""
+    data = encode(Image.new("RGB", (300, 300), (1, 2, 3)), "JPEG")
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        read_image(data[: len(data) // 2])
+
+
+def test_huge_image_is_refused_before_decoding():
+    """A 100-megapixel image (or a decompression bomb) is refused from its header."""
+    data = encode(Image.new("1", (10_000, 10_000)), "PNG")
+    with pytest.raises(ImageError, match="too large"):
+        read_image(data)
+
+
+def test_missing_model_is_a_model_error(tmp_path):
+    """A folder without model.keras gives a clear ModelError."""
+    with pytest.raises(ModelError, match="no model"):
+        Predictor.load(tmp_path)
+
+
+def test_lambda_layers_are_refused(tmp_path):
+    """A .keras file with a Lambda layer (arbitrary code) is never loaded."""
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Lambda(lambda t: t * 2)(inputs)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(7, activation="softmax")(x)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ModelError, match="Lambda"):
+        Predictor.load(path)
+
+
+def test_non_fer_models_are_refused(tmp_path):
+    """A model with the wrong input or output shape is refused with the shapes in the message."""
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(inputs))
+    path = tmp_path / "other.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ModelError, match="not a FER model"):
+        Predictor.load(path)
+
+
+def test_other_formats_are_refused(tmp_path):
+    """Only .keras files are loaded (no HDF5 or pickles)."""
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"x")
+    with pytest.raises(ModelError, match="not a .keras"):
+        Predictor.load(path)
