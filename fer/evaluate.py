@@ -71,6 +71,33 @@ def write_evaluation(eval_dir: Path, splits: dict[str, Split], probabilities: di
     return result
 
 
+def evaluate_run(run_dir: Path, dataset=None) -> dict[str, float]:
+    """Evaluate a run's best model on its validation and test splits and write ``eval/``.
+
+    Works for stopped runs too (the best epoch's model.keras is kept); ``dataset`` defaults to
+    the run's own data settings.
+    """
+    from fer.config import TrainConfig
+    from fer.data import load_dataset
+    from fer.predict import Predictor
+    from fer.runs import write_status
+
+    if dataset is None:
+        config = TrainConfig.load(Path(run_dir) / "config.json")
+        dataset = load_dataset(config.data or None, config.validation_split, config.seed,
+                               config.max_train_samples)
+    predictor = Predictor.load(run_dir)
+    splits = {"val": dataset.val, "test": dataset.test}
+    probabilities = {name: predictor.predict_faces(split.images) for name, split in splits.items()}
+    result = write_evaluation(Path(run_dir) / "eval", splits, probabilities,
+                              {"val_description": dataset.val_description,
+                               "test_description": dataset.test_description})
+    summary = {"val_accuracy": result["splits"]["val"]["accuracy"],
+               "test_accuracy": result["splits"]["test"]["accuracy"]}
+    write_status(run_dir, **summary)
+    return summary
+
+
 def read_evaluation(run_dir: Path) -> dict[str, Any] | None:
     from fer.files import read_json
 
@@ -89,6 +116,8 @@ def read_misclassified(run_dir: Path) -> dict[str, np.ndarray] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="a model.keras file or run folder (default: the shipped model)")
+    parser.add_argument("--run", default="", help="evaluate this run folder's best model on its own data "
+                        "and write its eval/ folder (for stopped runs)")
     parser.add_argument("--data", default="", help="dataset folder, .tar.gz or fer2013.csv (default: FER_DATA or the shared archive)")
     parser.add_argument("--split", default="private", help="private (test), public (val) or train")
     parser.add_argument("--tta", action="store_true", help="average predictions over the face and its mirror image")
@@ -98,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     from fer.data import DataError, load_dataset
     from fer.predict import ModelError, Predictor
 
+    if args.run:
+        try:
+            summary = evaluate_run(Path(args.run))
+        except (DataError, ModelError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps({"run": args.run, **summary}, indent=2))
+        return 0
     split_name = SPLIT_ALIASES.get(args.split.lower())
     if split_name is None:
         parser.error(f"--split {args.split!r} is unknown; use private, public or train")

@@ -342,3 +342,50 @@ def read_log_tail(run_dir: Path, lines: int = 30) -> str:
 
 def dump_status(run_dir: Path) -> str:
     return json.dumps({**read_status(run_dir), "state": effective_state(run_dir)}, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fer.runs``: list, inspect, stop, resume or delete runs from a shell."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fer.runs", description=main.__doc__)
+    parser.add_argument("--experiments", help="the experiments folder (default: experiments/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="a table of all runs")
+    for name, text in (("status", "print a run's status as JSON"), ("stop", "stop a training run"),
+                       ("resume", "resume a stopped, failed or interrupted run"),
+                       ("delete", "delete a run folder")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("run_id")
+        if name == "stop":
+            command.add_argument("--wait", type=float, default=10.0, help="seconds to wait for it to exit")
+    args = parser.parse_args(argv)
+    root = Path(args.experiments) if args.experiments else None
+    try:
+        if args.command == "list":
+            import pandas as pd
+
+            rows = [run.row() for run in list_runs(root)]
+            print(pd.DataFrame(rows).to_string(index=False) if rows else "no runs")
+            return 0
+        run_dir = run_path(args.run_id, root)
+        if not (run_dir / "config.json").is_file():
+            raise RunError(f"no run {args.run_id!r} in {run_dir.parent}")
+        if args.command == "status":
+            print(dump_status(run_dir))
+        elif args.command == "stop":
+            print("stopping" if stop(run_dir, wait=args.wait) else "not running", "->",
+                  effective_state(run_dir))
+        elif args.command == "resume":
+            print(f"resumed (pid {resume(run_dir)})")
+        elif args.command == "delete":
+            delete(run_dir)
+            print(f"deleted {run_dir}")
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -217,17 +217,9 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
 
     write_status(run_dir, phase="evaluating")
     write_json_atomic(run_dir / "progress.json", {"phase": "evaluating", "updated": time.time()})
-    from fer.evaluate import write_evaluation
+    from fer.evaluate import evaluate_run
 
-    best = keras.saving.load_model(run_dir / "model.keras", safe_mode=True, compile=False)
-    splits = {"val": dataset.val, "test": dataset.test}
-    probabilities = {name: best.predict(evaluation_dataset(s.images, s.labels, 256), verbose=0)
-                     for name, s in splits.items()}
-    result = write_evaluation(run_dir / "eval", splits, probabilities,
-                              {"val_description": dataset.val_description,
-                               "test_description": dataset.test_description})
-    return {"val_accuracy": result["splits"]["val"]["accuracy"],
-            "test_accuracy": result["splits"]["test"]["accuracy"]}
+    return evaluate_run(run_dir, dataset)
 
 
 def run_worker(run_dir: Path) -> int:
