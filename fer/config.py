@@ -16,6 +16,38 @@ LR_SCHEDULES = ("none", "plateau", "cosine")
 PLATEAU_MONITORS = ("val_loss", "val_accuracy")
 
 
+# One line per parameter, shown as help in the UI and the CLI.
+PARAMETER_HELP: dict[str, str] = {
+    "architecture": "network to train (see the presets table)",
+    "data": "dataset folder, .tar.gz or fer2013.csv; empty = FER_DATA or the shared archive",
+    "epochs": "maximum number of passes over the training set (1-10000)",
+    "batch_size": "images per training step (1-4096); the last short batch is dropped",
+    "optimizer": "adam, adamw (decoupled weight decay) or sgd (with Nesterov momentum)",
+    "learning_rate": "initial step size, > 0 (typical: 1e-3 for Adam, 1e-2 for SGD)",
+    "momentum": "SGD momentum in [0, 1)",
+    "weight_decay": "decoupled weight decay for the optimizer (0 = off; AdamW uses 0.004 when 0)",
+    "lr_schedule": "none, plateau (ReduceLROnPlateau) or cosine (cosine decay to 0 over all epochs)",
+    "plateau_monitor": "what ReduceLROnPlateau watches: val_loss or val_accuracy",
+    "plateau_factor": "multiply the learning rate by this on a plateau, in (0, 1)",
+    "plateau_patience": "epochs without improvement before the learning rate drops",
+    "l2": "L2 penalty on kernel weights (0 = off)",
+    "dropout": "dropout rate in [0, 1)",
+    "augment": "random augmentation of training images (switches below)",
+    "flip": "random horizontal flips",
+    "rotation": "maximum random rotation in degrees (0-180)",
+    "zoom": "maximum random zoom as a fraction (0-0.9)",
+    "translation": "maximum random shift as a fraction of the image (0-0.9)",
+    "erasing": "probability of erasing a random rectangle (0-1)",
+    "early_stopping_patience": "stop after this many epochs without a better val accuracy (0 = never)",
+    "class_weights": "weight classes inversely to their frequency (disgust is 1.5% of FER2013)",
+    "label_smoothing": "label smoothing for the cross-entropy, 0-0.9",
+    "validation_split": "fraction of train held out for validation when the data has no PublicTest",
+    "max_train_samples": "train on a stratified subset of this many images (0 = all), for quick trials",
+    "seed": "random seed for shuffling, augmentation, splits and initial weights",
+    "mixed_precision": "float16 compute (for GPUs; slower on most CPUs)",
+}
+
+
 class ConfigError(ValueError):
     """One or more hyperparameters are invalid; ``problems`` lists one message per parameter."""
 

@@ -22,7 +22,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from fer.config import ConfigError, TrainConfig
+from fer.architectures import ARCHITECTURES
+from fer.config import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PARAMETER_HELP,
+    PLATEAU_MONITORS,
+    ConfigError,
+    TrainConfig,
+)
 from fer.data import DataError
 from fer.files import read_json, write_json_atomic
 from fer.runs import RunError, acquire_lock, create_run, launch, read_history, write_status
@@ -267,14 +275,18 @@ def run_worker(run_dir: Path) -> int:
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hyperparameters (create a new run; defaults per architecture)")
+    choices = {"architecture": list(ARCHITECTURES), "optimizer": list(OPTIMIZERS),
+               "lr_schedule": list(LR_SCHEDULES), "plateau_monitor": list(PLATEAU_MONITORS)}
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
+        text = PARAMETER_HELP[field.name]
         if field.type == "bool":
-            group.add_argument(flag, dest=field.name, default=None,
+            group.add_argument(flag, dest=field.name, default=None, help=text,
                                action=argparse.BooleanOptionalAction)
         else:
             kind = {"int": int, "float": float}.get(field.type, str)
-            group.add_argument(flag, dest=field.name, type=kind, default=None)
+            group.add_argument(flag, dest=field.name, type=kind, default=None, help=text,
+                               choices=choices.get(field.name))
 
 
 def main(argv: list[str] | None = None) -> int:
