@@ -279,7 +279,7 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
                "lr_schedule": list(LR_SCHEDULES), "plateau_monitor": list(PLATEAU_MONITORS)}
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        text = PARAMETER_HELP[field.name]
+        text = PARAMETER_HELP[field.name].replace("%", "%%")
         if field.type == "bool":
             group.add_argument(flag, dest=field.name, default=None, help=text,
                                action=argparse.BooleanOptionalAction)
