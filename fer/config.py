@@ -167,8 +167,25 @@ def _unknown_architecture(name: str) -> str:
     return f"architecture={name!r} is unknown; choose one of {', '.join(ARCHITECTURES)}"
 
 
+# What each field type accepts when TrainConfig(...) is called directly (from_dict converts first).
+_ACCEPTED_TYPES: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (int, float),
+                                                "str": (str,)}
+
+
+def _type_problems(c: TrainConfig) -> list[str]:
+    problems = []
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if isinstance(value, bool) != (f.type == "bool") or not isinstance(value, _ACCEPTED_TYPES[f.type]):
+            problems.append(f"{f.name}={value!r} is not a valid {f.type}")
+    return problems
+
+
 def _problems(c: TrainConfig) -> list[str]:
-    problems: list[str] = []
+    # Range checks on a wrong type would raise TypeError instead of naming the parameter.
+    problems = _type_problems(c)
+    if problems:
+        return problems
 
     def check_range(name: str, low: float, high: float, low_open: bool = False,
                     high_open: bool = False) -> None:
