@@ -189,6 +189,10 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     stop.check()
 
     write_status(run_dir, phase="building model")
+    if config.batch_size % 2:
+        # oneDNN's CPU kernels corrupt memory when training strided convolutions (mini-Xception's
+        # 1x1/2 residuals) on odd batch sizes; TensorFlow reads this switch when it is imported.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     import keras
 
     from fer.models import VGG16_WEIGHTS, build_model
