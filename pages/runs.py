@@ -1,0 +1,208 @@
+"""Runs: every training run, live curves and progress, stop / resume / delete and downloads."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from fer.architectures import ARCHITECTURES
+from fer.runs import (
+    ACTIVE_STATES,
+    RunError,
+    RunSummary,
+    delete,
+    list_runs,
+    load_run,
+    read_history,
+    read_log_tail,
+    read_progress,
+    resume,
+    run_path,
+    stop,
+)
+from fer.ui import comparison_frame, curve_figure, percent, read_run_file, run_file, state_label
+
+SELECTED = "runs.selected"
+FLASH = "runs.flash"  # messages from button callbacks, shown once at the top
+CHANGED = "runs.changed"  # a callback changed a run: refresh the whole page
+RESUMABLE = ("stopped", "failed", "interrupted", "created")
+
+
+def flash(kind: str, text: str) -> None:
+    st.session_state.setdefault(FLASH, []).append((kind, text))
+
+
+def sync_query_params() -> None:
+    st.query_params["run"] = st.session_state.get(SELECTED, [])
+
+
+def forget(run_id: str) -> None:
+    selected = [rid for rid in st.session_state.get(SELECTED, []) if rid != run_id]
+    st.session_state[SELECTED] = selected
+    st.query_params["run"] = selected
+
+
+def act(action: str, run_id: str) -> None:
+    """Stop, resume or delete a run (a button callback); errors become messages, not tracebacks."""
+    try:
+        path = run_path(run_id)
+        if action == "stop":
+            stopped = stop(path)
+            flash("info" if stopped else "warning",
+                  f"Asked run {run_id} to stop after the current batch." if stopped
+                  else f"Run {run_id} was not training.")
+        elif action == "resume":
+            resume(path)
+            flash("success", f"Resumed run {run_id}.")
+        elif action == "delete":
+            delete(path)
+            forget(run_id)
+            flash("success", f"Deleted run {run_id}.")
+    except (RunError, OSError) as exc:
+        flash("error", str(exc))
+    st.session_state[CHANGED] = True
+
+
+def requested_runs(known: list[str]) -> list[str]:
+    """Run ids from ``?run=...``, validated; bad ones are reported and ignored."""
+    valid = []
+    for run_id in st.query_params.get_all("run"):
+        try:
+            run_path(run_id)
+        except RunError as exc:
+            st.warning(f"Ignored the run in the address: {exc}")
+            continue
+        if run_id in known:
+            valid.append(run_id)
+        else:
+            st.warning(f"Ignored the run in the address: there is no run {run_id!r}.")
+    return valid
+
+
+def status_line(run: RunSummary) -> str:
+    s, c = run.status, run.config
+    parts = [f"**{state_label(run.state)}**"]
+    if run.state in ACTIVE_STATES and s.get("phase"):
+        parts.append(str(s["phase"]))
+    parts.append(f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')} epochs")
+    if s.get("best_val_accuracy") is not None:
+        parts.append(f"best val accuracy {percent(s['best_val_accuracy'])} (epoch {s.get('best_epoch')})")
+    if s.get("test_accuracy") is not None:
+        parts.append(f"test accuracy {percent(s['test_accuracy'])}")
+    minutes = run.row()["duration (min)"]
+    if minutes is not None:
+        parts.append(f"{minutes} min")
+    return " · ".join(parts)
+
+
+def progress_bar(run: RunSummary) -> None:
+    progress = read_progress(run.path)
+    batches = progress.get("batches") or 0
+    if run.state == "queued" or not batches:
+        phase = progress.get("phase") or run.status.get("phase") or "starting"
+        st.progress(0.0, text=f"{phase}…")
+        return
+    batch = min(int(progress.get("batch", 0)), batches)
+    st.progress(batch / batches, text=f"Epoch {progress.get('epoch')}/{progress.get('epochs')} · "
+                                      f"batch {batch}/{batches} · {progress.get('phase', '')}")
+
+
+def run_actions(run: RunSummary) -> None:
+    active = run.state in ACTIVE_STATES
+    columns = st.columns([1, 1, 1, 1.4, 1.4, 1.4], vertical_alignment="center")
+    if active:
+        columns[0].button("Stop", key=f"stop.{run.run_id}", icon=":material/stop:",
+                          on_click=act, args=("stop", run.run_id))
+    if run.state in RESUMABLE:
+        columns[1].button("Resume", key=f"resume.{run.run_id}", icon=":material/play_arrow:",
+                          on_click=act, args=("resume", run.run_id))
+    if not active:
+        with columns[2].popover("Delete", icon=":material/delete:"):
+            confirmed = st.checkbox(f"Yes, delete {run.run_id} and all its files",
+                                    key=f"confirm.{run.run_id}")
+            st.button("Delete permanently", key=f"delete.{run.run_id}", type="primary",
+                      disabled=not confirmed, on_click=act, args=("delete", run.run_id))
+    for column, name in zip(columns[3:5], ("model.keras", "history.csv"), strict=True):
+        if run_file(run.path, name) is not None:
+            column.download_button(
+                name, data=lambda name=name: read_run_file(run.path, name),
+                file_name=f"{run.run_id}-{name}", key=f"download.{name}.{run.run_id}",
+                mime="text/csv" if name.endswith(".csv") else "application/octet-stream",
+                icon=":material/download:", on_click="ignore")
+    if run_file(run.path / "eval", "metrics.json") is not None:
+        columns[5].page_link("pages/evaluate.py", label="Evaluate", icon=":material/grid_on:",
+                             query_params={"run": run.run_id})
+
+
+def run_card(run: RunSummary) -> None:
+    with st.container(border=True):
+        architecture = ARCHITECTURES.get(run.architecture)
+        st.markdown(f"#### {run.run_id}")
+        st.markdown(status_line(run))
+        details = [architecture.title if architecture else run.architecture]
+        if run.status.get("train_size"):
+            details.append(f"{run.status['train_size']} training / {run.status.get('val_size')} validation / "
+                           f"{run.status.get('test_size')} test faces")
+        if run.status.get("data_source"):
+            details.append(f"data `{run.status['data_source']}`")
+        st.caption(" · ".join(details))
+        if run.state in ACTIVE_STATES:
+            progress_bar(run)
+        if run.status.get("error"):
+            st.error(run.status["error"])
+        run_actions(run)
+        with st.expander("Log (last lines of train.log)"):
+            st.code(read_log_tail(run.path, 40) or "(empty)", language="text")
+
+
+def live_view(run_ids: list[str], was_active: bool) -> None:
+    """Curves, progress and status of the selected runs, read from their folders on every call."""
+    if st.session_state.pop(CHANGED, False):
+        st.rerun()  # A button in this fragment changed a run: refresh the whole page.
+    runs = [load_run(run_path(run_id)) for run_id in run_ids]
+    if was_active and not any(run.state in ACTIVE_STATES for run in runs):
+        st.rerun()  # Training ended: refresh the table and stop polling.
+    histories = {run.run_id: read_history(run.path) for run in runs}
+    loss, accuracy = st.columns(2)
+    loss.plotly_chart(curve_figure(histories, "loss", "Loss"))
+    accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))
+    if not any(len(history) for history in histories.values()):
+        st.caption("No completed epoch yet; the curves appear after the first one.")
+    st.markdown("**Settings and results**")
+    st.dataframe(comparison_frame(runs))
+    for run in runs:
+        run_card(run)
+
+
+st.title("Runs")
+st.session_state.pop(CHANGED, None)  # This full run reads everything afresh.
+for kind, text in st.session_state.pop(FLASH, []):
+    getattr(st, kind)(text)
+
+runs = list_runs()
+if not runs:
+    st.info("No runs yet.")
+    st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+    st.stop()
+
+table = pd.DataFrame([run.row() for run in runs])
+table["state"] = table["state"].map(state_label)
+st.dataframe(table, hide_index=True, column_config={
+    "best val acc": st.column_config.NumberColumn(format="percent"),
+    "test acc": st.column_config.NumberColumn(format="percent"),
+})
+st.button("Refresh", icon=":material/refresh:")
+
+known = [run.run_id for run in runs]
+if SELECTED in st.session_state:
+    st.session_state[SELECTED] = [rid for rid in st.session_state[SELECTED] if rid in known]
+    selected = st.multiselect("Runs to show", known, key=SELECTED, on_change=sync_query_params)
+else:
+    selected = st.multiselect("Runs to show", known, default=requested_runs(known) or known[:1],
+                              key=SELECTED, on_change=sync_query_params)
+if not selected:
+    st.info("Select one or more runs to see their curves and status.")
+    st.stop()
+
+active = any(load_run(run_path(run_id)).state in ACTIVE_STATES for run_id in selected)
+st.fragment(live_view, run_every=2 if active else None)(selected, active)

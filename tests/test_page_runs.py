@@ -1,0 +1,161 @@
+"""The Runs page: the table, selection (also from ?run=), live status, actions and downloads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from app_driver import array, figures, no_exception, open_page, page_links, texts
+from fake_runs import fake_run, hold_run_lock
+
+from fer.runs import experiments_dir, write_status
+from fer.ui import state_label
+
+
+@pytest.fixture
+def root() -> Path:
+    return experiments_dir()
+
+
+def test_no_runs_yet_points_to_the_train_page():
+    app = open_page("runs")
+    no_exception(app)
+    assert "No runs yet" in app.info[0].value
+    assert [label for label, _ in page_links(app)] == ["Train a model"]
+
+
+def test_table_lists_every_run_newest_first_with_its_state(root):
+    fake_run(root, "old-finished", created=1000)
+    fake_run(root, "mid-failed", state="failed", error="out of memory", created=2000)
+    fake_run(root, "new-stopped", state="stopped", evaluation=False, created=3000)
+    app = open_page("runs")
+    no_exception(app)
+    table = app.dataframe[0].value
+    assert list(table["run"]) == ["new-stopped", "mid-failed", "old-finished"]
+    assert list(table["state"]) == [state_label(s) for s in ("stopped", "failed", "finished")]
+    # Without ?run= the newest run is shown.
+    assert app.multiselect(key="runs.selected").value == ["new-stopped"]
+
+
+def test_query_param_selects_runs_and_bad_ids_are_reported(root):
+    fake_run(root, "a", created=1000)
+    fake_run(root, "b", created=2000)
+    app = open_page("runs", {"run": ["a", "../../etc", "ghost"]})
+    no_exception(app)
+    assert app.multiselect(key="runs.selected").value == ["a"]
+    warnings = " ".join(texts(app.warning))
+    assert "invalid run id" in warnings and "'ghost'" in warnings
+
+
+def test_several_runs_overlay_train_and_dashed_val_curves_and_compare(root):
+    fake_run(root, "first", epochs_done=3, created=1000)
+    fake_run(root, "second", epochs_done=5, created=2000, architecture="seed_cnn_a")
+    app = open_page("runs", {"run": ["first", "second"]})
+    no_exception(app)
+    loss, accuracy = figures(app)[:2]
+    for figure, metric in ((loss, "loss"), (accuracy, "accuracy")):
+        traces = figure.data
+        assert [t.name for t in traces] == ["first train", "first val", "second train", "second val"]
+        assert [t.line.dash for t in traces] == ["solid", "dash"] * 2
+        assert traces[0].line.color == traces[1].line.color != traces[2].line.color
+        assert figure.layout.yaxis.title.text == metric
+    assert list(array(loss.data[2].x)) == [1, 2, 3, 4, 5]  # epochs counted from 1
+    comparison = app.dataframe[1].value
+    assert list(comparison.columns) == ["first", "second"]
+    assert comparison.loc["architecture"].tolist() == ["mini_xception", "seed_cnn_a"]
+
+
+def test_failed_run_shows_its_error(root):
+    fake_run(root, "broken", state="failed", error="dataset not found: /nowhere does not exist")
+    app = open_page("runs")
+    assert "does not exist" in app.error[0].value
+    assert "Resume" in [b.label for b in app.button]
+
+
+def test_finished_run_offers_downloads_evaluation_and_no_resume(root):
+    fake_run(root, "done")
+    app = open_page("runs")
+    assert sorted(d.label for d in app.get("download_button")) == ["history.csv", "model.keras"]
+    assert ("Evaluate", "evaluate") in [(label, Path(page).stem) for label, page in page_links(app)]
+    assert "Resume" not in [b.label for b in app.button]
+    assert "Stop" not in [b.label for b in app.button]
+
+
+def test_download_refuses_a_model_link_pointing_outside_the_run(root, tmp_path):
+    run_dir = fake_run(root, "sneaky", model=False)
+    secret = tmp_path / "secret.keras"
+    secret.write_bytes(b"not yours")
+    (run_dir / "model.keras").symlink_to(secret)
+    app = open_page("runs")
+    assert [d.label for d in app.get("download_button")] == ["history.csv"]
+
+
+def test_delete_needs_confirmation(root):
+    run_dir = fake_run(root, "unwanted", state="stopped")
+    app = open_page("runs", {"run": "unwanted"})
+    delete = next(b for b in app.button if b.label == "Delete permanently")
+    assert delete.disabled
+    app.checkbox(key="confirm.unwanted").check().run()
+    next(b for b in app.button if b.label == "Delete permanently").click().run()
+    no_exception(app)
+    assert not run_dir.exists()
+    assert any("Deleted run unwanted" in text for text in texts(app.success))
+    assert app.query_params.get("run") in (None, [], "")
+
+
+@pytest.fixture
+def live_run(root):
+    """A 'running' run whose worker is a sleeping process in its own session holding no GPU."""
+    run_dir = fake_run(root, "live", state="running", evaluation=False, epochs_done=3)
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    write_status(run_dir, pid=worker.pid)
+    lock = hold_run_lock(run_dir)
+    yield run_dir, worker
+    os.close(lock)
+    worker.kill()
+    worker.wait()
+
+
+def test_active_run_shows_epoch_progress_and_stop(live_run):
+    app = open_page("runs")
+    no_exception(app)
+    progress = app.get("progress")[0]
+    assert progress.value == 50  # percent
+    assert "Epoch 4/5" in progress.proto.text
+    labels = [b.label for b in app.button]
+    assert "Stop" in labels and "Resume" not in labels
+    assert not [p for p in app.get("popover") if "Delete" in str(p)]
+
+
+def test_stop_button_signals_the_worker(live_run):
+    run_dir, worker = live_run
+    app = open_page("runs")
+    next(b for b in app.button if b.label == "Stop").click().run()
+    no_exception(app)
+    assert worker.wait(timeout=10) is not None
+    assert any("stop" in text for text in texts(app.info))
+
+
+def test_run_error_from_an_action_is_shown_not_raised(root):
+    """Delete of a run that started training meanwhile: the RunError is a message."""
+    run_dir = fake_run(root, "racing", state="stopped")
+    app = open_page("runs")
+    app.checkbox(key="confirm.racing").check().run()
+    write_status(run_dir, state="running")
+    lock = hold_run_lock(run_dir)
+    try:
+        next(b for b in app.button if b.label == "Delete permanently").click().run()
+        no_exception(app)
+        assert "still training" in app.error[0].value
+        assert run_dir.exists()
+    finally:
+        os.close(lock)
+
+
+def test_log_tail_is_shown(root):
+    fake_run(root, "chatty")
+    app = open_page("runs")
+    assert any("[fer] finished" in text for text in texts(app.code))
+
