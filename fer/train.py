@@ -127,7 +127,6 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
 
     callbacks = [
         RunStatus(),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor="val_accuracy",
                                         mode="max", save_best_only=True,
@@ -142,6 +141,9 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
     if config.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=config.early_stopping_patience))
+    # Last: an epoch counts as done (the resume point) only once its history row and checkpoint
+    # are written, so a worker killed in between re-runs that epoch instead of leaving a gap.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
     return callbacks
 
 
