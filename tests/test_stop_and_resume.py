@@ -1,0 +1,125 @@
+"""Stopping, killing and resuming real background workers (fer.runs.launch / stop / resume)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from helpers import wait_until
+
+from fer.config import TrainConfig
+from fer.runs import (
+    RunError,
+    create_run,
+    effective_state,
+    is_alive,
+    launch,
+    read_history,
+    read_log_tail,
+    read_status,
+    resume,
+    stop,
+)
+
+pytestmark = pytest.mark.slow
+
+# Enough epochs that the stop lands long before the end; 7 steps of 4 images each (tiny_data).
+EPOCHS = 20
+
+
+def launch_tiny(tmp_path: Path, tiny_data: Path) -> Path:
+    config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=EPOCHS,
+                                          batch_size=4, augment=False, lr_schedule="none",
+                                          early_stopping_patience=0)
+    run = create_run(config, tmp_path / "runs")
+    launch(run)
+    return run
+
+
+def epochs_logged(run: Path) -> list[int]:
+    history = read_history(run)
+    return [] if history.empty else history["epoch"].tolist()
+
+
+def raw_history_epochs(run: Path) -> list[int]:
+    """Epoch column of history.csv as written (0-based), duplicates included."""
+    lines = (run / "history.csv").read_text().splitlines()
+    return [int(line.split(",")[0]) for line in lines[1:]]
+
+
+def wait_for_end(run: Path, timeout: float) -> str:
+    wait_until(lambda: read_status(run).get("state") not in ("queued", "running") and not is_alive(run),
+               timeout, "the worker to end", poll=0.2, log=run / "train.log")
+    return effective_state(run)
+
+
+@pytest.mark.timeout(420)
+def test_stop_then_resume_continues_from_the_last_completed_epoch(tmp_path, tiny_data):
+    """Stop lands within seconds, a second stop is a no-op, and resume fills epochs 1..N exactly once."""
+    run = launch_tiny(tmp_path, tiny_data)
+    with pytest.raises(RunError, match="already"):
+        launch(run)  # a double click starts one worker only
+    wait_until(lambda: len(epochs_logged(run)) >= 1, 180, "the first epoch", log=run / "train.log")
+    assert effective_state(run) == "running"
+
+    started = time.monotonic()
+    assert stop(run, wait=30) is True
+    assert not is_alive(run)
+    assert time.monotonic() - started < 10
+    assert effective_state(run) == "stopped"
+    status = read_status(run)
+    assert status["error"] is None and status["stop_requested"]
+
+    assert stop(run) is False  # idempotent: nothing to signal, nothing changes
+    assert read_status(run) == status and effective_state(run) == "stopped"
+
+    done = epochs_logged(run)
+    assert done == list(range(1, len(done) + 1)) and len(done) < EPOCHS, read_log_tail(run)
+    assert (run / "model.keras").is_file() and (run / "backup").is_dir()
+
+    resume(run)
+    assert wait_for_end(run, 300) == "finished", read_log_tail(run)
+    assert f"resuming after epoch {len(done)}" in (run / "train.log").read_text()
+    assert epochs_logged(run) == list(range(1, EPOCHS + 1))
+    assert raw_history_epochs(run) == list(range(EPOCHS))
+    assert read_status(run)["epochs_done"] == EPOCHS
+    assert (run / "eval" / "metrics.json").is_file()
+
+
+@pytest.mark.timeout(420)
+def test_kill_9_is_interrupted_keeps_its_files_and_resumes(tmp_path, tiny_data):
+    """A worker killed by SIGKILL shows as 'interrupted' (not 'running'); resume picks up its backup."""
+    run = launch_tiny(tmp_path, tiny_data)
+    # Two logged epochs guarantee a backup of the first (an epoch's backup follows its history row).
+    wait_until(lambda: len(epochs_logged(run)) >= 2, 180, "two epochs", log=run / "train.log")
+    os.killpg(read_status(run)["pid"], signal.SIGKILL)
+    wait_until(lambda: not is_alive(run), 10, "the killed worker to release its lock")
+
+    assert read_status(run)["state"] == "running"  # nobody could write the final state...
+    assert effective_state(run) == "interrupted"  # ...but the lock tells the truth
+    assert stop(run) is False
+    kept = epochs_logged(run)
+    # The backup may lag the history by one epoch (killed in between): resume then redoes that epoch.
+    assert kept and (run / "model.keras").is_file()
+
+    resume(run)
+    assert wait_for_end(run, 300) == "finished", read_log_tail(run)
+    assert "resuming after epoch" in (run / "train.log").read_text()
+    assert epochs_logged(run) == list(range(1, EPOCHS + 1))
+    assert raw_history_epochs(run) == list(range(EPOCHS))
+    assert read_status(run)["error"] is None
+
+
+def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
+    """BackupAndRestore marks an epoch done; before it, the history row and checkpoint must exist."""
+    keras = pytest.importorskip("keras")
+    from fer.train import _callbacks, _StopFlag
+
+    config = TrainConfig(lr_schedule="plateau", early_stopping_patience=5)
+    callbacks = _callbacks(tmp_path, config, _StopFlag(), steps=1, best_so_far=None)
+    kinds = [type(callback) for callback in callbacks]
+    assert kinds[-1] is keras.callbacks.BackupAndRestore
+    assert kinds.index(keras.callbacks.CSVLogger) < kinds.index(keras.callbacks.ModelCheckpoint)

@@ -1,0 +1,116 @@
+"""Worker and CLI failures end cleanly: a 'failed' status with a readable message, or exit code 2."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import run_cli, wait_until
+
+from fer.config import TrainConfig
+from fer.runs import acquire_lock, create_run, effective_state, is_alive, read_log_tail, read_status
+from fer.train import main, run_worker
+
+
+def tiny_config(data, **overrides) -> TrainConfig:
+    values = {"data": str(data), "epochs": 1, "batch_size": 8, **overrides}
+    return TrainConfig.for_architecture("mini_xception", **values)
+
+
+def test_data_error_ends_as_failed_with_the_message(tmp_path, restore_signals, capsys):
+    """A missing dataset is a 'failed' run whose error names the path; no traceback is printed."""
+    run = create_run(tiny_config(tmp_path / "no-such-data"), tmp_path / "runs")
+    assert run_worker(run) == 1
+    status = read_status(run)
+    assert status["state"] == "failed"
+    assert "dataset not found" in status["error"] and str(tmp_path / "no-such-data") in status["error"]
+    assert status["ended"] >= status["started"] and status["phase"] is None
+    output = capsys.readouterr()
+    assert "[fer] error: dataset not found" in output.out
+    assert "Traceback" not in output.out + output.err
+
+
+def test_batch_size_larger_than_the_dataset_fails_with_a_clear_message(tmp_path, tiny_data, restore_signals):
+    """64 images per batch from 28 training images would give an empty epoch: refuse it by name."""
+    run = create_run(tiny_config(tiny_data, batch_size=64), tmp_path / "runs")
+    assert run_worker(run) == 1
+    status = read_status(run)
+    assert status["state"] == "failed"
+    assert status["error"] == "batch_size=64 is larger than the training set (28 images)"
+    assert status["train_size"] == 28
+
+
+def test_broken_config_json_ends_as_failed(tmp_path, restore_signals):
+    """A hand-edited config.json that is not JSON fails the run with that reason."""
+    run = create_run(tiny_config(tmp_path), tmp_path / "runs")
+    (run / "config.json").write_text("{not json")
+    assert run_worker(run) == 1
+    assert "not valid JSON" in read_status(run)["error"]
+
+
+def test_worker_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    """`--run-dir` on a random folder exits 2 without writing anything there."""
+    assert main(["--run-dir", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_worker_refuses_a_run_another_process_trains(tmp_path, restore_signals, capsys):
+    """Two workers on one run folder would corrupt it: the second exits 2 and changes nothing."""
+    run = create_run(tiny_config(tmp_path), tmp_path / "runs")
+    lock = acquire_lock(run)
+    try:
+        assert run_worker(run) == 2
+    finally:
+        os.close(lock)
+    assert "already being trained" in capsys.readouterr().err
+    assert read_status(run)["state"] == "created"
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--epochs", "0"], "epochs=0 is out of range"),
+    (["--learning-rate", "-1"], "learning_rate=-1.0 is out of range"),
+    (["--learning-rate", "nan"], "learning_rate=nan"),
+    (["--dropout", "1"], "dropout=1.0 is out of range"),
+    (["--batch-size", "0"], "batch_size=0 is out of range"),
+    (["--epochs", "ten"], "invalid int value: 'ten'"),
+    (["--architecture", "resnet"], "invalid choice: 'resnet'"),
+    (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+    (["--name", "../escape"], "invalid run id '../escape'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_cli_flag_errors_exit_2_with_a_message_and_create_no_run(tmp_path, capsys, flags, message):
+    """Bad flags stop before any run folder exists, with exit code 2 and the reason on stderr."""
+    experiments = tmp_path / "runs"
+    with pytest.raises(SystemExit) as info:
+        main(["--experiments", str(experiments), "--data", str(tmp_path), *flags])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not experiments.exists() or list(experiments.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_cli_process_exits_2_on_invalid_flags(tmp_path):
+    """The real `python -m fer.train` process reports flag errors with exit code 2."""
+    result = run_cli(["fer.train", "--experiments", tmp_path, "--epochs", "0"], timeout=100)
+    assert result.returncode == 2
+    assert "error: epochs=0 is out of range" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_detached_run_with_bad_data_fails_in_the_background(tmp_path):
+    """`--detach` returns at once; the background worker records the data error in status.json."""
+    experiments = tmp_path / "runs"
+    result = run_cli(["fer.train", "--experiments", experiments, "--name", "bad", "--detach",
+                      "--data", tmp_path / "missing", "--epochs", "1"], timeout=100)
+    assert result.returncode == 0, result.stderr
+    assert "training in the background" in result.stdout
+    run = experiments / "bad"
+    wait_until(lambda: read_status(run).get("state") == "failed" and not is_alive(run), 90,
+               "the detached worker to fail", log=run / "train.log")
+    assert effective_state(run) == "failed"
+    assert "dataset not found" in read_status(run)["error"]
+    log = read_log_tail(run)
+    assert "[fer] error: dataset not found" in log and "Traceback" not in log
