@@ -1,0 +1,115 @@
+"""fer.evaluate: metrics on known answers and the eval/ folder round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import face
+
+from fer import CLASSES
+from fer.data import Split
+from fer.evaluate import metrics, read_evaluation, read_misclassified, write_evaluation
+
+
+def one_hot(predicted: list[int], confidence: float = 0.9) -> np.ndarray:
+    """Probabilities that put ``confidence`` on each predicted class and spread the rest."""
+    probabilities = np.full((len(predicted), len(CLASSES)), (1 - confidence) / (len(CLASSES) - 1))
+    probabilities[np.arange(len(predicted)), predicted] = confidence
+    return probabilities
+
+
+def split_of(labels: list[int], prefix: str) -> Split:
+    images = np.stack([face(label, i) for i, label in enumerate(labels)])
+    return Split(images, np.array(labels, dtype=np.int64), [f"{prefix}/{i}.png" for i in range(len(labels))])
+
+
+def test_metrics_on_known_answers():
+    """Accuracy, and a confusion matrix whose rows are the true classes (angry row, happy column...)."""
+    labels = np.array([0, 0, 3, 3, 6, 6, 4])
+    predicted = [0, 3, 3, 3, 4, 6, 4]
+    result = metrics(labels, one_hot(predicted))
+    assert result["n"] == 7
+    assert result["accuracy"] == pytest.approx(5 / 7)
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.shape == (7, 7) and matrix.sum() == 7
+    assert matrix[0, 0] == 1 and matrix[0, 3] == 1  # an angry face taken for happy: row angry
+    assert matrix[6, 4] == 1 and matrix[4, 6] == 0  # a neutral face taken for sad: row neutral
+    assert matrix.sum(axis=1).tolist() == np.bincount(labels, minlength=7).tolist()
+    report = result["report"]
+    assert report["happy"]["recall"] == 1.0 and report["happy"]["precision"] == pytest.approx(2 / 3)
+    assert report["disgust"]["support"] == 0 and report["disgust"]["f1-score"] == 0.0
+
+
+def test_metrics_use_the_canonical_class_order():
+    """Column i of the probabilities is fer.CLASSES[i], whatever order folders had on disk."""
+    labels = np.array([CLASSES.index("neutral")])
+    result = metrics(labels, one_hot([6]))
+    assert result["accuracy"] == 1.0 and result["confusion_matrix"][6][6] == 1
+    assert list(result["report"])[:7] == list(CLASSES)
+
+
+def test_write_read_evaluation_round_trip(tmp_path):
+    """write_evaluation's files read back: metrics.json, predictions.csv and the misclassified faces."""
+    splits = {"val": split_of([0, 1, 2], "val"), "test": split_of([3, 4, 5, 6], "test")}
+    probabilities = {"val": one_hot([0, 1, 2]), "test": one_hot([3, 5, 5, 0], confidence=0.7)}
+    result = write_evaluation(tmp_path / "eval", splits, probabilities, {"val_description": "PublicTest"})
+
+    stored = read_evaluation(tmp_path)
+    assert stored == result
+    assert stored["classes"] == list(CLASSES) and stored["val_description"] == "PublicTest"
+    assert stored["splits"]["val"]["accuracy"] == 1.0
+    assert stored["splits"]["test"]["accuracy"] == 0.5
+
+    frame = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert frame["split"].tolist() == ["val"] * 3 + ["test"] * 4
+    assert frame["name"].tolist() == splits["val"].names + splits["test"].names
+    assert frame["true"].tolist()[3:] == ["happy", "sad", "surprise", "neutral"]
+    assert frame["predicted"].tolist()[3:] == ["happy", "surprise", "surprise", "angry"]
+    assert frame["confidence"].tolist()[3:] == pytest.approx([0.7] * 4, abs=1e-5)
+    assert frame["p_neutral"].iloc[-1] == pytest.approx(0.05, abs=1e-5)
+
+    wrong = read_misclassified(tmp_path)
+    assert wrong["true"].tolist() == [4, 6]
+    assert wrong["predicted"].tolist() == [5, 0]
+    assert wrong["names"].tolist() == ["test/1.png", "test/3.png"]
+    np.testing.assert_array_equal(wrong["images"], splits["test"].images[[1, 3]])
+    assert wrong["confidence"].tolist() == pytest.approx([0.7, 0.7])
+    assert not list((tmp_path / "eval").glob("*.tmp*"))
+
+
+def test_all_correct_gives_an_empty_misclassified_file(tmp_path):
+    """A perfect test split still writes misclassified.npz, with zero faces in it."""
+    splits = {"test": split_of([1, 2], "test")}
+    write_evaluation(tmp_path / "eval", splits, {"test": one_hot([1, 2])})
+    wrong = read_misclassified(tmp_path)
+    assert wrong["images"].shape == (0, 48, 48) and len(wrong["names"]) == 0
+
+
+def test_reading_a_run_without_evaluation_gives_none(tmp_path):
+    """Runs that were stopped before evaluating have no eval/: the readers say None."""
+    assert read_evaluation(tmp_path) is None
+    assert read_misclassified(tmp_path) is None
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "misclassified.npz").write_bytes(b"garbage")
+    (tmp_path / "eval" / "metrics.json").write_text("{")
+    assert read_misclassified(tmp_path) is None
+    assert read_evaluation(tmp_path) is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_evaluate_run_reproduces_the_workers_evaluation(trained_run, tmp_path):
+    """Re-evaluating a run (as for a stopped one) rebuilds eval/ with the worker's numbers."""
+    import shutil
+
+    from fer.evaluate import evaluate_run
+
+    assert trained_run.returncode == 0, trained_run.output[-4000:]
+    copy = shutil.copytree(trained_run.path, tmp_path / "copy")
+    shutil.rmtree(copy / "eval")
+    summary = evaluate_run(copy)
+    original = read_evaluation(trained_run.path)["splits"]
+    assert summary == {"val_accuracy": pytest.approx(original["val"]["accuracy"]),
+                       "test_accuracy": pytest.approx(original["test"]["accuracy"])}
+    assert read_evaluation(copy)["splits"]["test"]["confusion_matrix"] == original["test"]["confusion_matrix"]
