@@ -19,6 +19,7 @@ from fer.runs import (
     launch,
     read_history,
     read_log_tail,
+    read_progress,
     read_status,
     resume,
     stop,
@@ -30,13 +31,25 @@ pytestmark = pytest.mark.slow
 EPOCHS = 20
 
 
-def launch_tiny(tmp_path: Path, tiny_data: Path) -> Path:
-    config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=EPOCHS,
-                                          batch_size=4, augment=False, lr_schedule="none",
-                                          early_stopping_patience=0)
-    run = create_run(config, tmp_path / "runs")
-    launch(run)
-    return run
+@pytest.fixture
+def launch_tiny(tmp_path, tiny_data):
+    """Launches a tiny 20-epoch run; a worker a failed test leaves behind is killed afterwards."""
+    runs: list[Path] = []
+
+    def start() -> Path:
+        config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=EPOCHS,
+                                              batch_size=4, augment=False, lr_schedule="none",
+                                              early_stopping_patience=0)
+        run = create_run(config, tmp_path / "runs")
+        runs.append(run)
+        launch(run)
+        return run
+
+    yield start
+    for run in runs:
+        pid = read_status(run).get("pid")
+        if pid and is_alive(run):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def epochs_logged(run: Path) -> list[int]:
@@ -57,13 +70,16 @@ def wait_for_end(run: Path, timeout: float) -> str:
 
 
 @pytest.mark.timeout(420)
-def test_stop_then_resume_continues_from_the_last_completed_epoch(tmp_path, tiny_data):
+def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny):
     """Stop lands within seconds, a second stop is a no-op, and resume fills epochs 1..N exactly once."""
-    run = launch_tiny(tmp_path, tiny_data)
+    run = launch_tiny()
     with pytest.raises(RunError, match="already"):
         launch(run)  # a double click starts one worker only
     wait_until(lambda: len(epochs_logged(run)) >= 1, 180, "the first epoch", log=run / "train.log")
+    # history.csv is flushed per epoch and progress.json tells the UI where training is.
     assert effective_state(run) == "running"
+    progress = read_progress(run)
+    assert (progress["epochs"], progress["batches"]) == (EPOCHS, 7) and progress["epoch"] >= 1
 
     started = time.monotonic()
     assert stop(run, wait=30) is True
@@ -90,9 +106,9 @@ def test_stop_then_resume_continues_from_the_last_completed_epoch(tmp_path, tiny
 
 
 @pytest.mark.timeout(420)
-def test_kill_9_is_interrupted_keeps_its_files_and_resumes(tmp_path, tiny_data):
+def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny):
     """A worker killed by SIGKILL shows as 'interrupted' (not 'running'); resume picks up its backup."""
-    run = launch_tiny(tmp_path, tiny_data)
+    run = launch_tiny()
     # Two logged epochs guarantee a backup of the first (an epoch's backup follows its history row).
     wait_until(lambda: len(epochs_logged(run)) >= 2, 180, "two epochs", log=run / "train.log")
     os.killpg(read_status(run)["pid"], signal.SIGKILL)
