@@ -17,12 +17,12 @@ from fer.runs import ACTIVE_STATES, RunError, list_runs, run_path
 from fer.ui import (
     GALLERY_PAGE_SIZE,
     confusion_figure,
+    escape_markdown,
     misclassified_caption,
     misclassified_order,
     percent,
     report_frame,
     run_file,
-    state_label,
     upscale,
 )
 
@@ -39,7 +39,7 @@ def sources() -> dict[str, tuple[str, Path]]:
         if run.state in ACTIVE_STATES:
             continue
         if run_file(run.path / "eval", "metrics.json") or run_file(run.path, "model.keras"):
-            found[run.run_id] = (f"{run.run_id} · {state_label(run.state)}", run.path)
+            found[run.run_id] = (f"{run.run_id} ({run.state})", run.path)
     return found
 
 
@@ -87,7 +87,7 @@ def summary(folder: Path, metrics: dict) -> None:
     config = read_json(folder / "config.json") or {}
     architecture = ARCHITECTURES.get(config.get("architecture", ""))
     if architecture:
-        st.caption(f"{architecture.title} · trained {config.get('epochs', '?')} epochs max · "
+        st.caption(f"{architecture.title} · up to {config.get('epochs', '?')} epochs · "
                    f"batch {config.get('batch_size', '?')} · {config.get('optimizer', '?')} "
                    f"lr {config.get('learning_rate', '?')}")
     columns = st.columns(len(metrics["splits"]) + 1)
@@ -98,7 +98,7 @@ def summary(folder: Path, metrics: dict) -> None:
         description = metrics.get(f"{split}_description") or SPLIT_TITLES[split]
         column.metric(f"{SPLIT_TITLES[split]} accuracy", percent(result["accuracy"]),
                       help=f"{result['n']} faces: {description}", border=True)
-        column.caption(f"{result['n']} faces · {description}")
+        column.caption(f"{result['n']} faces · {escape_markdown(description)}")
 
 
 def split_details(metrics: dict) -> None:
@@ -112,9 +112,11 @@ def split_details(metrics: dict) -> None:
                                          f"Confusion matrix, {SPLIT_TITLES[split]} (rows sum to 100%)"))
     with report:
         st.markdown("**Per-class precision, recall and F1**")
-        st.dataframe(report_frame(result["report"], classes), column_config={
-            name: st.column_config.NumberColumn(format="percent") for name in ("precision", "recall", "F1")
-        })
+        table = report_frame(result["report"], classes)
+        scores = ["precision", "recall", "F1"]
+        table[scores] = table[scores] * 100
+        st.dataframe(table, column_config={
+            name: st.column_config.NumberColumn(format="%.1f%%") for name in scores})
 
 
 def gallery(key: str, folder: Path) -> None:
@@ -152,7 +154,7 @@ st.title("Evaluate a model")
 known = sources()
 if not known:
     st.info("No run has a model yet. Train one first; it is evaluated when training finishes.")
-    st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
 keys = list(known)

@@ -82,7 +82,7 @@ except ImportError as exc:
 models = available_models()
 if not models:
     st.info("No model yet: train a run (or ship a default model) first.")
-    st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
 labels = {str(path): label for label, path in models}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from fer.architectures import ARCHITECTURES
@@ -20,7 +19,7 @@ from fer.runs import (
     run_path,
     stop,
 )
-from fer.ui import comparison_frame, curve_figure, percent, read_run_file, run_file, state_label
+from fer.ui import comparison_frame, curve_figure, percent, read_run_file, run_file, runs_table, state_badge
 
 SELECTED = "runs.selected"
 FLASH = "runs.flash"  # messages from button callbacks, shown once at the top
@@ -81,7 +80,7 @@ def requested_runs(known: list[str]) -> list[str]:
 
 def status_line(run: RunSummary) -> str:
     s, c = run.status, run.config
-    parts = [f"**{state_label(run.state)}**"]
+    parts = [state_badge(run.state)]
     if run.state in ACTIVE_STATES and s.get("phase"):
         parts.append(str(s["phase"]))
     parts.append(f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')} epochs")
@@ -109,29 +108,29 @@ def progress_bar(run: RunSummary) -> None:
 
 def run_actions(run: RunSummary) -> None:
     active = run.state in ACTIVE_STATES
-    columns = st.columns([1, 1, 1, 1.4, 1.4, 1.4], vertical_alignment="center")
-    if active:
-        columns[0].button("Stop", key=f"stop.{run.run_id}", icon=":material/stop:",
-                          on_click=act, args=("stop", run.run_id))
-    if run.state in RESUMABLE:
-        columns[1].button("Resume", key=f"resume.{run.run_id}", icon=":material/play_arrow:",
-                          on_click=act, args=("resume", run.run_id))
-    if not active:
-        with columns[2].popover("Delete", icon=":material/delete:"):
-            confirmed = st.checkbox(f"Yes, delete {run.run_id} and all its files",
-                                    key=f"confirm.{run.run_id}")
-            st.button("Delete permanently", key=f"delete.{run.run_id}", type="primary",
-                      disabled=not confirmed, on_click=act, args=("delete", run.run_id))
-    for column, name in zip(columns[3:5], ("model.keras", "history.csv"), strict=True):
-        if run_file(run.path, name) is not None:
-            column.download_button(
-                name, data=lambda name=name: read_run_file(run.path, name),
-                file_name=f"{run.run_id}-{name}", key=f"download.{name}.{run.run_id}",
-                mime="text/csv" if name.endswith(".csv") else "application/octet-stream",
-                icon=":material/download:", on_click="ignore")
-    if run_file(run.path / "eval", "metrics.json") is not None:
-        columns[5].page_link("pages/evaluate.py", label="Evaluate", icon=":material/grid_on:",
-                             query_params={"run": run.run_id})
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if active:
+            st.button("Stop", key=f"stop.{run.run_id}", icon=":material/stop:",
+                      on_click=act, args=("stop", run.run_id))
+        if run.state in RESUMABLE:
+            st.button("Resume", key=f"resume.{run.run_id}", icon=":material/play_arrow:",
+                      on_click=act, args=("resume", run.run_id))
+        if not active:
+            with st.popover("Delete", icon=":material/delete:"):
+                confirmed = st.checkbox(f"Yes, delete {run.run_id} and all its files",
+                                        key=f"confirm.{run.run_id}")
+                st.button("Delete permanently", key=f"delete.{run.run_id}", type="primary",
+                          disabled=not confirmed, on_click=act, args=("delete", run.run_id))
+        for name in ("model.keras", "history.csv"):
+            if run_file(run.path, name) is not None:
+                st.download_button(
+                    name, data=lambda name=name: read_run_file(run.path, name),
+                    file_name=f"{run.run_id}-{name}", key=f"download.{name}.{run.run_id}",
+                    mime="text/csv" if name.endswith(".csv") else "application/octet-stream",
+                    icon=":material/download:", on_click="ignore")
+        if run_file(run.path / "eval", "metrics.json") is not None:
+            st.page_link("app_pages/evaluate.py", label="Evaluate", icon=":material/grid_on:",
+                         query_params={"run": run.run_id})
 
 
 def run_card(run: RunSummary) -> None:
@@ -168,10 +167,10 @@ def live_view(run_ids: list[str], was_active: bool) -> None:
     accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))
     if not any(len(history) for history in histories.values()):
         st.caption("No completed epoch yet; the curves appear after the first one.")
-    st.markdown("**Settings and results**")
-    st.dataframe(comparison_frame(runs))
     for run in runs:
         run_card(run)
+    st.markdown("**Settings and results**")
+    st.table(comparison_frame(runs))
 
 
 st.title("Runs")
@@ -182,14 +181,12 @@ for kind, text in st.session_state.pop(FLASH, []):
 runs = list_runs()
 if not runs:
     st.info("No runs yet.")
-    st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
-table = pd.DataFrame([run.row() for run in runs])
-table["state"] = table["state"].map(state_label)
-st.dataframe(table, hide_index=True, column_config={
-    "best val acc": st.column_config.NumberColumn(format="percent"),
-    "test acc": st.column_config.NumberColumn(format="percent"),
+st.dataframe(runs_table([run.row() for run in runs]), hide_index=True, placeholder="–", column_config={
+    "best val acc": st.column_config.NumberColumn(format="%.1f%%"),
+    "test acc": st.column_config.NumberColumn(format="%.1f%%"),
 })
 st.button("Refresh", icon=":material/refresh:")
 

@@ -18,7 +18,7 @@ from fer.data import (
     summarize_dataset,
 )
 from fer.runs import RunError, create_run, launch, run_path
-from fer.ui import cli_command, dataset_counts_frame, format_param_count
+from fer.ui import cli_command, dataset_counts_frame, escape_markdown, format_param_count
 
 # Widget label and range per hyperparameter (the ranges fer.config validates); help texts come
 # from fer.config.PARAMETER_HELP, shared with the CLI.
@@ -152,8 +152,8 @@ def dataset_section(data: str, validation_split: float, seed: int) -> None:
     except DataError as exc:
         st.error(str(exc))
         return
-    st.caption(f"Read from `{summary.source}`. Validation: {summary.val_description}; "
-               f"test: {summary.test_description}.")
+    st.caption(f"Read from `{summary.source}`. Validation: {escape_markdown(summary.val_description)}; "
+               f"test: {escape_markdown(summary.test_description)}.")
     st.dataframe(dataset_counts_frame(summary.counts, SPLIT_TITLES), width="content")
     for warning in summary.warnings:
         st.warning(warning)
@@ -214,7 +214,7 @@ if errors:
 launched = st.session_state.get(LAUNCHED)
 if launched:
     st.success(f"Launched run **{launched}**.")
-    st.page_link("pages/runs.py", label="Watch it on the Runs page", icon=":material/monitoring:",
+    st.page_link("app_pages/runs.py", label="Watch it on the Runs page", icon=":material/monitoring:",
                  query_params={"run": launched})
     if token is None:
         st.button("Launch another run with these settings", on_click=new_submission)

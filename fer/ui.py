@@ -18,22 +18,33 @@ import plotly.graph_objects as go
 from fer import CLASSES
 from fer.config import TrainConfig
 
-STATE_LABELS = {
-    "created": "📝 created",
-    "queued": "⏳ queued",
-    "running": "🟢 running",
-    "finished": "✅ finished",
-    "stopped": "⏹️ stopped",
-    "failed": "❌ failed",
-    "interrupted": "⚠️ interrupted",
+# Streamlit badge colours per run state (text, not emoji: it reads the same in every font).
+STATE_COLORS = {
+    "created": "gray",
+    "queued": "violet",
+    "running": "green",
+    "finished": "blue",
+    "stopped": "orange",
+    "failed": "red",
+    "interrupted": "orange",
 }
 RUN_COLORS = plotly.colors.qualitative.Plotly
 GALLERY_PAGE_SIZE = 48
 
 
-def state_label(state: str) -> str:
-    """The state with an icon, so the runs table reads at a glance."""
-    return STATE_LABELS.get(state, f"❔ {state}")
+def state_badge(state: str) -> str:
+    """The state as a coloured Streamlit markdown badge."""
+    return f":{STATE_COLORS.get(state, 'gray')}-badge[{state}]"
+
+
+def state_style(state: str) -> str:
+    """CSS for the state cell of the runs table."""
+    return f"color: {STATE_COLORS.get(state, 'gray')}; font-weight: 600"
+
+
+def escape_markdown(text: str) -> str:
+    """Show ``text`` literally in Streamlit markdown (file patterns such as ``test/PublicTest_*``)."""
+    return "".join("\\" + char if char in "\\`*_[]<>$~|#" else char for char in str(text))
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -149,6 +160,15 @@ def best_epoch(history: pd.DataFrame) -> dict[str, Any]:
 COMPARED_PARAMETERS = ("architecture", "epochs", "batch_size", "optimizer", "learning_rate",
                        "lr_schedule", "l2", "dropout", "augment", "label_smoothing",
                        "class_weights", "max_train_samples", "seed")
+
+
+def runs_table(rows: list[dict[str, Any]]) -> pd.io.formats.style.Styler:
+    """The runs table (RunSummary.row() dicts) with coloured states; accuracies in percent."""
+    frame = pd.DataFrame(rows)
+    for column in ("best val acc", "test acc"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce") * 100
+    return (frame.style.map(state_style, subset=["state"])
+            .format({"lr": "{:g}", "duration (min)": "{:.1f}"}, na_rep="–"))
 
 
 def comparison_frame(runs: Iterable[Any]) -> pd.DataFrame:

@@ -18,11 +18,11 @@ TIMEOUT = 60  # seconds per script run: the CPU may be busy with training
 
 
 def open_page(page: str, query_params: dict[str, Any] | None = None) -> AppTest:
-    """The app after navigating to ``pages/<page>.py`` (optionally with ``?key=value``)."""
+    """The app after navigating to ``app_pages/<page>.py`` (optionally with ``?key=value``)."""
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.run()  # st.navigation registers the pages; the first run shows the default page
     app.query_params.update(query_params or {})
-    return app.switch_page(f"pages/{page}.py").run()
+    return app.switch_page(f"app_pages/{page}.py").run()
 
 
 def texts(elements) -> list[str]:

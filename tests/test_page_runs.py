@@ -11,7 +11,6 @@ from app_driver import array, figures, no_exception, open_page, page_links, text
 from fake_runs import fake_run, hold_run_lock
 
 from fer.runs import experiments_dir, write_status
-from fer.ui import state_label
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def test_table_lists_every_run_newest_first_with_its_state(root):
     no_exception(app)
     table = app.dataframe[0].value
     assert list(table["run"]) == ["new-stopped", "mid-failed", "old-finished"]
-    assert list(table["state"]) == [state_label(s) for s in ("stopped", "failed", "finished")]
+    assert list(table["state"]) == ["stopped", "failed", "finished"]
     # Without ?run= the newest run is shown.
     assert app.multiselect(key="runs.selected").value == ["new-stopped"]
 
@@ -62,7 +61,7 @@ def test_several_runs_overlay_train_and_dashed_val_curves_and_compare(root):
         assert traces[0].line.color == traces[1].line.color != traces[2].line.color
         assert figure.layout.yaxis.title.text == metric
     assert list(array(loss.data[2].x)) == [1, 2, 3, 4, 5]  # epochs counted from 1
-    comparison = app.dataframe[1].value
+    comparison = app.table[0].value
     assert list(comparison.columns) == ["first", "second"]
     assert comparison.loc["architecture"].tolist() == ["mini_xception", "seed_cnn_a"]
 
