@@ -41,7 +41,7 @@ class RunStopped(Exception):
 
 
 class _StopFlag:
-    """SIGTERM/SIGINT set the flag; outside ``model.fit`` they stop at once."""
+    """SIGTERM/SIGINT set the flag; before ``model.fit`` they stop at once, after it they wait."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -226,8 +226,8 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=2, shuffle=False,
               callbacks=_callbacks(run_dir, config, stop, steps, best_so_far),
               class_weight=_class_weights(dataset.train.labels) if config.class_weights else None)
-    stop.in_fit = False
-    stop.check()
+    # Training is complete and Keras has deleted the resume backup: a run stopped now would
+    # retrain from scratch on resume, so a stop request from here on lets the evaluation finish.
 
     write_status(run_dir, phase="evaluating")
     write_json_atomic(run_dir / "progress.json", {"phase": "evaluating", "updated": time.time()})
