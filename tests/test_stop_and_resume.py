@@ -139,3 +139,26 @@ def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
     kinds = [type(callback) for callback in callbacks]
     assert kinds[-1] is keras.callbacks.BackupAndRestore
     assert kinds.index(keras.callbacks.CSVLogger) < kinds.index(keras.callbacks.ModelCheckpoint)
+
+
+@pytest.mark.timeout(300)
+def test_stop_during_evaluation_lets_the_finished_training_end_as_finished(tmp_path, tiny_data,
+                                                                           restore_signals, monkeypatch):
+    """Keras drops the resume backup when fit ends, so a stop then must not leave a 'stopped' run
+    whose resume would retrain from scratch and delete its history: evaluation completes instead."""
+    import fer.evaluate
+    from fer.train import run_worker
+
+    evaluate_run = fer.evaluate.evaluate_run
+
+    def stop_requested_while_evaluating(run_dir, dataset=None):
+        os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
+        return evaluate_run(run_dir, dataset)
+
+    monkeypatch.setattr(fer.evaluate, "evaluate_run", stop_requested_while_evaluating)
+    config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=1, batch_size=4,
+                                          augment=False, lr_schedule="none")
+    run = create_run(config, tmp_path / "runs")
+    assert run_worker(run) == 0
+    assert read_status(run)["state"] == "finished"
+    assert epochs_logged(run) == [1] and (run / "eval" / "metrics.json").is_file()
