@@ -225,6 +225,18 @@ def test_a_corrupt_archive_is_a_data_error_and_leaves_no_cache(tmp_path):
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
+def test_an_archive_escaping_the_cache_is_refused(tmp_path):
+    """A malicious archive member like ../../evil.txt is not written outside the cache."""
+    archive = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload.txt"
+    payload.write_text("owned")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(payload, arcname="../../evil.txt")
+    with pytest.raises(DataError, match="could not unpack"):
+        load_dataset(archive)
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
 # ---- errors and warnings ----------------------------------------------------------------------
 
 def test_missing_location_names_the_path(tmp_path):
