@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -55,8 +56,11 @@ def test_worker_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_worker_refuses_a_run_another_process_trains(tmp_path, restore_signals, capsys):
+def test_worker_refuses_a_run_another_process_trains(tmp_path, restore_signals, capsys, monkeypatch):
     """Two workers on one run folder would corrupt it: the second exits 2 and changes nothing."""
+    import fer.train
+
+    monkeypatch.setattr(fer.train, "acquire_lock", functools.partial(acquire_lock, timeout=0.2))
     run = create_run(tiny_config(tmp_path), tmp_path / "runs")
     lock = acquire_lock(run)
     try:
