@@ -73,4 +73,6 @@ def real_data() -> Path:
     if location is None:
         pytest.skip("the real FER2013 data is not here: set FER_DATA or put it in data/ "
                     "(see fer.data.default_data_location)")
+    if not location.exists():
+        pytest.skip(f"the real FER2013 data is not here: FER_DATA={location} does not exist")
     return location
