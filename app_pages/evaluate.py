@@ -11,8 +11,9 @@ import streamlit as st
 from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
-from fer.evaluate import read_evaluation, read_misclassified
+from fer.evaluate import eval_dir, read_evaluation, read_misclassified
 from fer.files import read_json
+from fer.predict import TTA_MODES
 from fer.runs import ACTIVE_STATES, RunError, list_runs, run_path
 from fer.ui import (
     GALLERY_PAGE_SIZE,
@@ -64,10 +65,35 @@ def sync_query_params() -> None:
     st.query_params["run"] = st.session_state[SOURCE]
 
 
+TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
-def misclassified(folder: str, mtime: float) -> dict | None:
+def misclassified(folder: str, tta: str, mtime: float) -> dict | None:
     # mtime is part of the cache key, so a re-evaluated run is read again.
-    return read_misclassified(Path(folder))
+    return read_misclassified(Path(folder), tta)
+
+
+def evaluate_with_tta(folder: Path, mode: str) -> None:
+    """Offer to evaluate ``folder``'s model with a TTA mode (its results are written to disk)."""
+    st.info(f"This model has not been evaluated with {TTA_TITLES[mode].lower()} test-time "
+            f"augmentation yet: the model sees {TTA_MODES[mode]} of every validation and test face "
+            "and their predictions are averaged. This takes a minute or so on a CPU.")
+    if not st.button(f"Evaluate with {TTA_TITLES[mode].lower()} TTA", key=f"evaluate.run_tta.{mode}",
+                     type="primary"):
+        return
+    from fer.data import DataError
+    from fer.evaluate import evaluate_run
+    from fer.predict import ModelError
+
+    with st.spinner("Evaluating…"):
+        try:
+            evaluate_run(folder, tta=mode)
+        except (DataError, ModelError, ValueError, OSError) as exc:
+            st.error(f"Could not evaluate: {exc}")
+            return
+    misclassified.clear()
+    st.rerun()
 
 
 def no_evaluation(folder: Path) -> None:
@@ -83,7 +109,7 @@ def no_evaluation(folder: Path) -> None:
     st.code(f"python -m fer.evaluate --run {shlex.quote(str(shown))}", language="bash")
 
 
-def summary(folder: Path, metrics: dict) -> None:
+def summary(folder: Path, metrics: dict, baseline: dict | None = None) -> None:
     config = read_json(folder / "config.json") or {}
     architecture = ARCHITECTURES.get(config.get("architecture", ""))
     if architecture:
@@ -96,7 +122,9 @@ def summary(folder: Path, metrics: dict) -> None:
             continue
         result = metrics["splits"][split]
         description = metrics.get(f"{split}_description") or SPLIT_TITLES[split]
-        column.metric(f"{SPLIT_TITLES[split]} accuracy", percent(result["accuracy"]),
+        base = (baseline or {}).get("splits", {}).get(split, {}).get("accuracy")
+        delta = f"{(result['accuracy'] - base) * 100:+.1f} points vs no TTA" if base is not None else None
+        column.metric(f"{SPLIT_TITLES[split]} accuracy", percent(result["accuracy"]), delta=delta,
                       help=f"{result['n']} faces: {description}", border=True)
         column.caption(f"{result['n']} faces · {escape_markdown(description)}")
 
@@ -119,10 +147,10 @@ def split_details(metrics: dict) -> None:
             name: st.column_config.NumberColumn(format="%.1f%%") for name in scores})
 
 
-def gallery(key: str, folder: Path) -> None:
+def gallery(key: str, folder: Path, mode: str) -> None:
     st.subheader("Misclassified test faces")
-    path = run_file(folder / "eval", "misclassified.npz")
-    data = misclassified(str(folder), path.stat().st_mtime) if path else None
+    path = run_file(eval_dir(folder, mode), "misclassified.npz")
+    data = misclassified(str(folder), mode, path.stat().st_mtime) if path else None
     if data is None:
         st.caption("No misclassified faces were saved for this model.")
         return
@@ -164,11 +192,20 @@ requested = requested_source(known) if SOURCE not in st.session_state else None
 key = st.selectbox("Model", keys, index=keys.index(requested) if requested else 0, key=SOURCE,
                    format_func=lambda k: known[k][0], on_change=sync_query_params)
 folder = known[key][1]
-metrics = read_evaluation(folder)
-if not metrics or "splits" not in metrics:
+baseline = read_evaluation(folder)
+if not baseline or "splits" not in baseline:
     no_evaluation(folder)
     st.stop()
 
-summary(folder, metrics)
+mode = st.segmented_control(
+    "Test-time augmentation", list(TTA_MODES), default="none", required=True, key="evaluate.tta",
+    format_func=TTA_TITLES.get,
+    help="; ".join(f"{TTA_TITLES[name]}: {text}" for name, text in TTA_MODES.items()))
+metrics = baseline if mode == "none" else read_evaluation(folder, mode)
+if not metrics or "splits" not in metrics:
+    evaluate_with_tta(folder, mode)
+    st.stop()
+
+summary(folder, metrics, baseline if mode != "none" else None)
 split_details(metrics)
-gallery(key, folder)
+gallery(key, folder, mode)

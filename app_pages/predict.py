@@ -41,7 +41,7 @@ def uploads() -> list[tuple[str, str, bytes]]:
     return images
 
 
-def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, tta: bool) -> None:
+def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, tta: str) -> None:
     from fer.predict import ImageError, ModelError, draw_boxes, read_image
 
     st.markdown(f"#### {name}")
@@ -88,9 +88,12 @@ if not models:
 labels = {str(path): label for label, path in models}
 choice, options = st.columns([3, 2], vertical_alignment="bottom")
 model_path = choice.selectbox("Model", list(labels), format_func=labels.get, key="predict.model")
-tta = options.checkbox("Average with the mirror image (test-time augmentation)", key="predict.tta",
-                       help="Predict each face and its left-right mirror and average the two; slower but "
-                            "usually a little more accurate.")
+TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
+tta = options.selectbox("Test-time augmentation", list(TTA_TITLES), format_func=TTA_TITLES.get,
+                        key="predict.tta",
+                        help="Predict several views of each face and average them; slower but usually "
+                             "a little more accurate. Mirror: the face and its mirror image. Ten-crop: "
+                             "four corner crops and a centre crop, and their mirror images.")
 path = model_file(Path(model_path))
 try:
     predictor = load_predictor(str(path), path.stat().st_mtime)

@@ -71,41 +71,52 @@ def write_evaluation(eval_dir: Path, splits: dict[str, Split], probabilities: di
     return result
 
 
-def evaluate_run(run_dir: Path, dataset=None) -> dict[str, float]:
-    """Evaluate a run's best model on its validation and test splits and write ``eval/``.
+def eval_dir(run_dir: Path, tta: str = "none") -> Path:
+    """Where a run's evaluation lives: ``eval/``, or ``eval-<mode>/`` with test-time augmentation."""
+    from fer.predict import tta_mode
 
-    Works for stopped runs too (the best epoch's model.keras is kept); ``dataset`` defaults to
-    the run's own data settings.
+    mode = tta_mode(tta)
+    return Path(run_dir) / ("eval" if mode == "none" else f"eval-{mode}")
+
+
+def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, float]:
+    """Evaluate a run's best model on its validation and test splits and write ``eval/``
+    (``eval-<mode>/`` with a test-time augmentation mode).
+
+    Works for stopped runs and the shipped model folder too (the best epoch's model.keras is
+    kept); ``dataset`` defaults to the run's own data settings.
     """
     from fer.config import TrainConfig
     from fer.data import load_dataset
     from fer.predict import Predictor
     from fer.runs import write_status
 
+    predictor = Predictor.load(run_dir)  # before the dataset: a bad model fails fast
     if dataset is None:
         config = TrainConfig.load(Path(run_dir) / "config.json")
         dataset = load_dataset(config.data or None, config.validation_split, config.seed,
                                config.max_train_samples)
-    predictor = Predictor.load(run_dir)
     splits = {"val": dataset.val, "test": dataset.test}
-    probabilities = {name: predictor.predict_faces(split.images) for name, split in splits.items()}
-    result = write_evaluation(Path(run_dir) / "eval", splits, probabilities,
+    probabilities = {name: predictor.predict_faces(split.images, tta=tta) for name, split in splits.items()}
+    result = write_evaluation(eval_dir(run_dir, tta), splits, probabilities,
                               {"val_description": dataset.val_description,
-                               "test_description": dataset.test_description})
+                               "test_description": dataset.test_description,
+                               "tta": tta})
     summary = {"val_accuracy": result["splits"]["val"]["accuracy"],
                "test_accuracy": result["splits"]["test"]["accuracy"]}
-    write_status(run_dir, **summary)
+    if eval_dir(run_dir, tta).name == "eval" and (Path(run_dir) / "status.json").is_file():
+        write_status(run_dir, **summary)
     return summary
 
 
-def read_evaluation(run_dir: Path) -> dict[str, Any] | None:
+def read_evaluation(run_dir: Path, tta: str = "none") -> dict[str, Any] | None:
     from fer.files import read_json
 
-    return read_json(Path(run_dir) / "eval" / "metrics.json")
+    return read_json(eval_dir(run_dir, tta) / "metrics.json")
 
 
-def read_misclassified(run_dir: Path) -> dict[str, np.ndarray] | None:
-    path = Path(run_dir) / "eval" / "misclassified.npz"
+def read_misclassified(run_dir: Path, tta: str = "none") -> dict[str, np.ndarray] | None:
+    path = eval_dir(run_dir, tta) / "misclassified.npz"
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -114,13 +125,16 @@ def read_misclassified(run_dir: Path) -> dict[str, np.ndarray] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fer.predict import TTA_MODES
+
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="a model.keras file or run folder (default: the shipped model)")
     parser.add_argument("--run", default="", help="evaluate this run folder's best model on its own data "
                         "and write its eval/ folder (for stopped runs)")
     parser.add_argument("--data", default="", help="dataset folder, .tar.gz or fer2013.csv (default: FER_DATA or the shared archive)")
     parser.add_argument("--split", default="private", help="private (test), public (val) or train")
-    parser.add_argument("--tta", action="store_true", help="average predictions over the face and its mirror image")
+    parser.add_argument("--tta", default="none", choices=list(TTA_MODES),
+                        help="test-time augmentation: " + "; ".join(f"{k} = {v}" for k, v in TTA_MODES.items()))
     parser.add_argument("--output", default="", help="also write the JSON to this file")
     args = parser.parse_args(argv)
 
@@ -129,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.run:
         try:
-            summary = evaluate_run(Path(args.run))
+            summary = evaluate_run(Path(args.run), tta=args.tta)
         except (DataError, ModelError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(json.dumps({"run": args.run, **summary}, indent=2))
+        print(json.dumps({"run": args.run, "tta": args.tta, "eval_dir": str(eval_dir(Path(args.run), args.tta)),
+                          **summary}, indent=2))
         return 0
     split_name = SPLIT_ALIASES.get(args.split.lower())
     if split_name is None:

@@ -145,6 +145,53 @@ def whole_image_face(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
 
 
+# Test-time augmentation modes: name -> what the model sees for each face.
+TTA_MODES: dict[str, str] = {
+    "none": "the face as it is",
+    "flip": "the face and its mirror image (2 views)",
+    "ten_crop": "ten crops: 4 corners and the centre, and their mirror images (10 views)",
+}
+# Side of the ten-crop crops before they are resized back to 48x48 (chosen on PublicTest).
+TEN_CROP_SIZE = 44
+
+
+def tta_mode(tta: bool | str | None) -> str:
+    """The TTA mode name for ``tta`` (booleans are accepted: True means "flip")."""
+    if tta is None or tta is False:
+        return "none"
+    if tta is True:
+        return "flip"
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    return tta
+
+
+def ten_crops(faces: np.ndarray, size: int = TEN_CROP_SIZE) -> list[np.ndarray]:
+    """Five crops of side ``size`` (corners and centre) resized back to 48x48, then their mirrors."""
+    import cv2
+
+    if not 8 <= size <= IMAGE_SIZE:
+        raise ValueError(f"ten-crop size must be between 8 and {IMAGE_SIZE}, got {size}")
+    last, middle = IMAGE_SIZE - size, (IMAGE_SIZE - size) // 2
+    corners = [(0, 0), (0, last), (last, 0), (last, last), (middle, middle)]
+    crops = []
+    for y, x in corners:
+        part = faces[:, y:y + size, x:x + size]
+        crops.append(np.stack([cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
+                               for face in part]) if size != IMAGE_SIZE else part)
+    return crops + [crop[:, :, ::-1] for crop in crops]
+
+
+def tta_views(faces: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The views of ``faces`` (n, 48, 48) that the model sees for a TTA mode."""
+    mode = tta_mode(mode)
+    if mode == "flip":
+        return [faces, faces[:, :, ::-1]]
+    if mode == "ten_crop":
+        return ten_crops(faces)
+    return [faces]
+
+
 def draw_boxes(image: Image.Image, results: list[FaceResult]) -> Image.Image:
     """A copy of ``image`` with each face's box and top class drawn on it."""
     out = image.copy()
@@ -199,21 +246,30 @@ class Predictor:
                              f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
         return cls(loaded, path, _describe(path))
 
-    def predict_faces(self, faces: np.ndarray, tta: bool = False) -> np.ndarray:
-        """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels)."""
+    def predict_faces(self, faces: np.ndarray, tta: bool | str = False) -> np.ndarray:
+        """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels).
+
+        ``tta`` is a test-time augmentation mode (see ``TTA_MODES``): the model sees several views
+        of each face and their log-probabilities (logits up to a constant) are averaged.
+        ``True`` means ``"flip"``.
+        """
+        mode = tta_mode(tta)
         faces = np.asarray(faces, dtype=np.float32)
         if faces.ndim == 2:
             faces = faces[None]
-        if faces.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+        if faces.ndim != 3 or faces.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"faces must be (n, {IMAGE_SIZE}, {IMAGE_SIZE}), got {faces.shape}")
         if len(faces) == 0:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
-        batch = faces[..., None]
-        probabilities = self._predict(batch)
-        if tta:
-            # Average with the mirror image: faces are roughly left-right symmetric.
-            probabilities = (probabilities + self._predict(batch[:, :, ::-1])) / 2
-        return probabilities
+        if mode == "none":
+            return self._predict(faces[..., None])
+        total = np.zeros((len(faces), len(CLASSES)), dtype=np.float64)
+        views = tta_views(faces, mode)
+        for view in views:
+            total += np.log(np.clip(self._predict(view[..., None]), 1e-12, 1.0))
+        mean = total / len(views)
+        probabilities = np.exp(mean - mean.max(axis=1, keepdims=True))
+        return (probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) <= 64:
@@ -222,7 +278,7 @@ class Predictor:
         return self.model.predict(batch, batch_size=256, verbose=0)
 
     def predict_image(self, image: bytes | Image.Image, whole_image_if_no_face: bool = False,
-                      tta: bool = False) -> list[FaceResult]:
+                      tta: bool | str = False) -> list[FaceResult]:
         """One result per detected face (largest first); [] when no face is found, unless
         ``whole_image_if_no_face`` asks to classify the whole picture instead."""
         if isinstance(image, (bytes, bytearray)):

@@ -113,3 +113,34 @@ def test_evaluate_run_reproduces_the_workers_evaluation(trained_run, tmp_path):
     assert summary == {"val_accuracy": pytest.approx(original["val"]["accuracy"]),
                        "test_accuracy": pytest.approx(original["test"]["accuracy"])}
     assert read_evaluation(copy)["splits"]["test"]["confusion_matrix"] == original["test"]["confusion_matrix"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ten_crop_evaluation_is_written_beside_the_plain_one(trained_run, tmp_path):
+    """``--run DIR --tta ten_crop`` writes eval-ten_crop/ and leaves eval/ and status.json alone."""
+    import json
+    import shutil
+
+    from helpers import run_cli
+
+    assert trained_run.returncode == 0, trained_run.output[-4000:]
+    copy = shutil.copytree(trained_run.path, tmp_path / "copy")
+    plain = (copy / "eval" / "metrics.json").read_text()
+    status = (copy / "status.json").read_text()
+    result = run_cli(["fer.evaluate", "--run", copy, "--tta", "ten_crop"], timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    printed = json.loads(result.stdout)
+    stored = read_evaluation(copy, "ten_crop")
+    assert stored["tta"] == "ten_crop"
+    assert printed["test_accuracy"] == pytest.approx(stored["splits"]["test"]["accuracy"])
+    assert read_misclassified(copy, "ten_crop") is not None
+    assert (copy / "eval" / "metrics.json").read_text() == plain
+    assert (copy / "status.json").read_text() == status
+
+
+def test_unknown_tta_mode_is_refused_by_the_cli(tmp_path):
+    from helpers import run_cli
+
+    result = run_cli(["fer.evaluate", "--run", tmp_path, "--tta", "five_crop"], timeout=60)
+    assert result.returncode == 2 and "ten_crop" in result.stderr

@@ -135,3 +135,37 @@ def test_a_really_trained_run_is_evaluated(trained_run, monkeypatch):
     no_exception(app)
     assert len(app.metric) == 2
     assert figures(app)
+
+
+def test_ten_crop_results_show_with_their_gain_over_no_tta():
+    """A run evaluated with ten-crop TTA shows those numbers, with the change against no TTA."""
+    from fake_runs import fake_split
+
+    from fer.evaluate import write_evaluation
+
+    run_dir = fake_run(experiments_dir(), "evaluated")
+    val, val_probs = fake_split(30, seed=3)
+    test, test_probs = fake_split(30, seed=4)
+    tta = write_evaluation(run_dir / "eval-ten_crop", {"val": val, "test": test},
+                           {"val": val_probs, "test": test_probs}, {"tta": "ten_crop"})
+    plain = read_evaluation(run_dir)
+    app = open_page("evaluate")
+    app.button_group(key="evaluate.tta").set_value("ten_crop").run()
+    no_exception(app)
+    shown = {m.label: (m.value, m.delta) for m in app.metric}
+    gain = (tta["splits"]["test"]["accuracy"] - plain["splits"]["test"]["accuracy"]) * 100
+    assert shown["Test (PrivateTest) accuracy"] == (percent(tta["splits"]["test"]["accuracy"]),
+                                                     f"{gain:+.1f} points vs no TTA")
+    counts = np.array(tta["splits"]["test"]["confusion_matrix"])
+    np.testing.assert_array_equal(array(figures(app)[0].data[0].customdata), counts)
+
+
+def test_missing_tta_evaluation_is_offered_and_a_bad_model_gets_a_message():
+    """Without eval-flip/ the page offers to compute it; a model that cannot load is an error, not a crash."""
+    fake_run(experiments_dir(), "evaluated")  # its model.keras is not a real model
+    app = open_page("evaluate")
+    app.button_group(key="evaluate.tta").set_value("flip").run()
+    assert "not been evaluated with mirror" in app.info[0].value
+    app.button(key="evaluate.run_tta.flip").click().run()
+    no_exception(app)
+    assert any(text.startswith("Could not evaluate:") for text in texts(app.error))

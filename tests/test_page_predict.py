@@ -90,12 +90,13 @@ def test_corrupt_file_is_an_error_message_not_a_traceback(models):
     assert any("face.png" in text for text in texts(app.warning))
 
 
-def test_mirror_averaging_option_reaches_the_predictor(models):
-    """With the option on, the bars are the flip-averaged probabilities of the Predictor."""
+@pytest.mark.parametrize("mode", ["flip", "ten_crop"])
+def test_test_time_augmentation_option_reaches_the_predictor(models, mode):
+    """With a TTA mode chosen, the bars are that mode's averaged probabilities of the Predictor."""
     from fer.predict import Predictor
 
-    expected = Predictor.load(models).predict_image(astronaut_png(), tta=True)[0].probabilities
+    expected = Predictor.load(models).predict_image(astronaut_png(), tta=mode)[0].probabilities
     app = open_page("predict")
-    app.checkbox(key="predict.tta").check().run()
+    app.selectbox(key="predict.tta").set_value(mode).run()
     upload(app, ("astronaut.png", astronaut_png(), "image/png"))
     np.testing.assert_allclose(array(figures(app)[0].data[0].x), expected, rtol=1e-4, atol=1e-6)

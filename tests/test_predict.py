@@ -56,6 +56,35 @@ def test_flip_tta_is_mirror_invariant(predictor):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_ten_crop_tta_is_mirror_invariant_and_a_distribution(predictor):
+    """Ten-crop views come in mirror pairs, so a face and its mirror get the same probabilities."""
+    faces = np.random.default_rng(2).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    a = predictor.predict_faces(faces, tta="ten_crop")
+    b = predictor.predict_faces(faces[:, :, ::-1], tta="ten_crop")
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(a, predictor.predict_faces(faces))
+
+
+def test_ten_crops_are_the_corners_and_centre_and_their_mirrors():
+    from fer.predict import ten_crops
+
+    faces = np.arange(2 * 48 * 48, dtype=np.float32).reshape(2, 48, 48)
+    crops = ten_crops(faces, size=48)
+    assert len(crops) == 10 and all(c.shape == (2, 48, 48) for c in crops)
+    np.testing.assert_array_equal(crops[5], faces[:, :, ::-1])
+    resized = ten_crops(faces, size=24)
+    # The top-left crop resized back to 48x48 starts with the top-left pixel.
+    assert resized[0].shape == (2, 48, 48) and resized[0][0, 0, 0] == faces[0, 0, 0]
+    assert resized[3][0, -1, -1] == faces[0, -1, -1]
+    np.testing.assert_array_equal(resized[6], resized[1][:, :, ::-1])
+
+
+def test_unknown_tta_mode_is_refused_with_the_choices(predictor):
+    with pytest.raises(ValueError, match="ten_crop"):
+        predictor.predict_faces(np.zeros((1, 48, 48)), tta="five_crop")
+
+
 def test_large_batches_match_small_batches(predictor):
     """The batched predict() path and the direct call agree."""
     faces = np.random.default_rng(2).integers(0, 256, (70, 48, 48), dtype=np.uint8)
