@@ -51,6 +51,7 @@ WIDGETS: dict[str, dict[str, Any]] = {
                     "format": "%g"},
     "erasing": {"label": "Random erasing", "min_value": 0.0, "max_value": 1.0, "step": 0.05,
                 "format": "%g"},
+    "crop": {"label": "Random crop side (0 = off)", "min_value": 0, "max_value": 47},
     "validation_split": {
         "label": "Validation fraction", "min_value": 0.01, "max_value": 0.49, "step": 0.01, "format": "%g"},
     "max_train_samples": {"label": "Max training images", "min_value": 0, "max_value": 10_000_000},
@@ -67,7 +68,7 @@ MAIN_GROUPS = {
 ADVANCED_GROUPS = {
     "Optimizer and schedule": ["momentum", "weight_decay", "plateau_monitor", "plateau_factor",
                                "plateau_patience"],
-    "Augmentation": ["flip", "rotation", "zoom", "translation", "erasing"],
+    "Augmentation": ["flip", "rotation", "zoom", "translation", "erasing", "crop"],
     "Data and loss": ["validation_split", "max_train_samples", "class_weights", "label_smoothing",
                       "seed", "mixed_precision"],
 }

@@ -45,7 +45,7 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
                       "l2": 5e-5, "lr_schedule": "plateau", "plateau_monitor": "val_accuracy",
                       "plateau_factor": 0.75, "plateau_patience": 5, "dropout": 0.2,
                       "early_stopping_patience": 0, "rotation": 10.0, "zoom": 0.2,
-                      "translation": 0.2, "erasing": 0.5},
+                      "translation": 0.2, "erasing": 0.5, "crop": 40},
         ),
         ArchitectureInfo(
             name="seed_cnn_a",

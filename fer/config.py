@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fer import IMAGE_SIZE
 from fer.architectures import ARCHITECTURES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+MIN_CROP = 24
 LR_SCHEDULES = ("none", "plateau", "cosine")
 PLATEAU_MONITORS = ("val_loss", "val_accuracy")
 
@@ -38,6 +40,8 @@ PARAMETER_HELP: dict[str, str] = {
     "zoom": "maximum random zoom as a fraction (0-0.9)",
     "translation": "maximum random shift as a fraction of the image (0-0.9)",
     "erasing": "probability of erasing a random rectangle (0-1)",
+    "crop": "train on random square crops of this side, resized back to 48x48 (24-47; 0 = off); "
+            "ten-crop test-time augmentation then uses the same side",
     "early_stopping_patience": "stop after this many epochs without a better val accuracy (0 = never)",
     "class_weights": "weight classes inversely to their frequency (disgust is 1.5% of FER2013)",
     "label_smoothing": "label smoothing for the cross-entropy, 0-0.9",
@@ -78,6 +82,7 @@ class TrainConfig:
     zoom: float = 0.1
     translation: float = 0.1
     erasing: float = 0.0
+    crop: int = 0
     early_stopping_patience: int = 15
     class_weights: bool = False
     label_smoothing: float = 0.0
@@ -223,6 +228,8 @@ def _problems(c: TrainConfig) -> list[str]:
     check_range("zoom", 0.0, 0.9)
     check_range("translation", 0.0, 0.9)
     check_range("erasing", 0.0, 1.0)
+    if c.crop != 0 and not MIN_CROP <= c.crop < IMAGE_SIZE:
+        problems.append(f"crop={c.crop!r} is out of range; use 0 (off) or [{MIN_CROP}, {IMAGE_SIZE - 1}]")
     check_range("early_stopping_patience", 0, 10_000)
     check_range("label_smoothing", 0.0, 0.9)
     check_range("validation_split", 0.0, 0.5, low_open=True, high_open=True)

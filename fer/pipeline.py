@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer import NUM_CLASSES
+from fer import IMAGE_SIZE, NUM_CLASSES
 from fer.config import TrainConfig
 
 
@@ -26,6 +26,11 @@ def augmentation(config: TrainConfig) -> keras.Sequential | None:
     if config.translation > 0:
         layers.append(keras.layers.RandomTranslation(
             config.translation, config.translation, fill_mode="nearest", seed=seed))
+    if config.crop:
+        # A random crop of the face, zoomed back to the model's input size; ten-crop TTA at test
+        # time averages the same kind of view (Khaireddin & Chen train on random 40x40 crops).
+        layers.append(keras.layers.RandomCrop(config.crop, config.crop, seed=seed))
+        layers.append(keras.layers.Resizing(IMAGE_SIZE, IMAGE_SIZE))
     if config.erasing > 0:
         # A (p, p) factor applies erasing to each image with probability p.
         layers.append(keras.layers.RandomErasing(

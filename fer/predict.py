@@ -151,7 +151,8 @@ TTA_MODES: dict[str, str] = {
     "flip": "the face and its mirror image (2 views)",
     "ten_crop": "ten crops: 4 corners and the centre, and their mirror images (10 views)",
 }
-# Side of the ten-crop crops before they are resized back to 48x48 (chosen on PublicTest).
+# Side of the ten-crop crops before they are resized back to 48x48, for models that were not
+# trained on random crops (chosen on PublicTest); a model trained with ``crop`` uses that side.
 TEN_CROP_SIZE = 44
 
 
@@ -182,13 +183,13 @@ def ten_crops(faces: np.ndarray, size: int = TEN_CROP_SIZE) -> list[np.ndarray]:
     return crops + [crop[:, :, ::-1] for crop in crops]
 
 
-def tta_views(faces: np.ndarray, mode: str) -> list[np.ndarray]:
+def tta_views(faces: np.ndarray, mode: str, crop_size: int = TEN_CROP_SIZE) -> list[np.ndarray]:
     """The views of ``faces`` (n, 48, 48) that the model sees for a TTA mode."""
     mode = tta_mode(mode)
     if mode == "flip":
         return [faces, faces[:, :, ::-1]]
     if mode == "ten_crop":
-        return ten_crops(faces)
+        return ten_crops(faces, crop_size)
     return [faces]
 
 
@@ -222,10 +223,11 @@ def resolve_model_path(model: str | Path | None) -> Path:
 class Predictor:
     """A loaded FER model; call ``predict_faces`` or ``predict_image``."""
 
-    def __init__(self, model, path: Path, description: str = ""):
+    def __init__(self, model, path: Path, description: str = "", crop_size: int = TEN_CROP_SIZE):
         self.model = model
         self.path = path
         self.description = description or path.parent.name
+        self.crop_size = crop_size  # side of the ten-crop TTA crops
 
     @classmethod
     def load(cls, model: str | Path | None = None) -> Predictor:
@@ -244,7 +246,7 @@ class Predictor:
         if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
             raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
                              f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
-        return cls(loaded, path, _describe(path))
+        return cls(loaded, path, _describe(path), _trained_crop(path) or TEN_CROP_SIZE)
 
     def predict_faces(self, faces: np.ndarray, tta: bool | str = False) -> np.ndarray:
         """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels).
@@ -264,7 +266,7 @@ class Predictor:
         if mode == "none":
             return self._predict(faces[..., None])
         total = np.zeros((len(faces), len(CLASSES)), dtype=np.float64)
-        views = tta_views(faces, mode)
+        views = tta_views(faces, mode, self.crop_size)
         for view in views:
             total += np.log(np.clip(self._predict(view[..., None]), 1e-12, 1.0))
         mean = total / len(views)
@@ -298,6 +300,14 @@ class Predictor:
             return []
         probabilities = self.predict_faces(faces, tta=tta)
         return [FaceResult(box, probs, face, whole) for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
+
+
+def _trained_crop(path: Path) -> int:
+    """The random-crop side the model was trained with (its run's config.json), 0 if none."""
+    from fer.files import read_json
+
+    crop = (read_json(path.parent / "config.json") or {}).get("crop", 0)
+    return crop if isinstance(crop, int) and 8 <= crop <= IMAGE_SIZE else 0
 
 
 def _describe(path: Path) -> str:

@@ -64,6 +64,8 @@ def test_for_architecture_rejects_unknown_names():
     ({"rotation": 200}, "rotation=200.0"),
     ({"max_train_samples": -1}, "max_train_samples=-1"),
     ({"seed": -1}, "seed=-1"),
+    ({"crop": 48}, "crop=48"),
+    ({"crop": 10}, "crop=10"),
 ])
 def test_invalid_values_name_parameter_and_value(values, needle):
     """Each out-of-range or unknown value is refused with `name=value` in the message."""

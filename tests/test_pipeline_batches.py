@@ -62,3 +62,16 @@ def test_augmentation_follows_the_switches():
     layers = augmentation(TrainConfig(flip=True, rotation=10, zoom=0.1, translation=0.1, erasing=0.5)).layers
     assert [type(layer).__name__ for layer in layers] == [
         "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomErasing"]
+
+
+def test_random_crops_are_zoomed_back_to_the_input_size():
+    """crop=40 adds a random 40x40 crop resized to 48x48; the batches keep the model's input shape."""
+    layers = augmentation(TrainConfig(flip=False, rotation=0, zoom=0, translation=0, crop=40)).layers
+    assert [type(layer).__name__ for layer in layers] == ["RandomCrop", "Resizing"]
+    assert (layers[0].height, layers[0].width) == (40, 40)
+    images, labels = images_and_labels(16)
+    config = TrainConfig(batch_size=8, flip=False, rotation=0, zoom=0, translation=0, crop=40)
+    x, _ = next(iter(training_dataset(images, labels, config)))
+    assert x.shape == (8, 48, 48, 1)
+    # Zooming in on a crop changes the image (a no-op crop would leave it untouched).
+    assert not any(np.allclose(np.asarray(x)[i, ..., 0], image) for i in range(8) for image in images)

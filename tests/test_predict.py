@@ -80,6 +80,20 @@ def test_ten_crops_are_the_corners_and_centre_and_their_mirrors():
     np.testing.assert_array_equal(resized[6], resized[1][:, :, ::-1])
 
 
+def test_ten_crop_uses_the_crop_side_the_model_was_trained_with(tmp_path, predictor):
+    """A run trained on random 40x40 crops is evaluated on 40x40 ten-crops; others on 44x44."""
+    import shutil
+
+    from fer.predict import TEN_CROP_SIZE
+
+    assert predictor.crop_size == TEN_CROP_SIZE
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(predictor.path, run / "model.keras")
+    TrainConfig(crop=40).save(run / "config.json")
+    assert Predictor.load(run).crop_size == 40
+
+
 def test_unknown_tta_mode_is_refused_with_the_choices(predictor):
     with pytest.raises(ValueError, match="ten_crop"):
         predictor.predict_faces(np.zeros((1, 48, 48)), tta="five_crop")
