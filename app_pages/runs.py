@@ -149,6 +149,8 @@ def run_card(run: RunSummary) -> None:
             progress_bar(run)
         if run.status.get("error"):
             st.error(run.status["error"])
+        if run.status.get("note"):
+            st.info(run.status["note"])
         run_actions(run)
         with st.expander("Log (last lines of train.log)"):
             st.code(read_log_tail(run.path, 40) or "(empty)", language="text")

@@ -101,8 +101,12 @@ def resolve_location(location: str | os.PathLike | None) -> Path:
             )
         location = found
     path = Path(str(location).strip()).expanduser()
+    if "\0" in str(path):
+        raise DataError(f"dataset path {str(path)!r} contains a NUL character")
     if not path.exists():
         raise DataError(f"dataset not found: {path} does not exist")
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"{path} is neither a folder nor a regular file (a pipe or device?)")
     if path.is_file():
         name = path.name.lower()
         if name.endswith((".tar.gz", ".tgz", ".tar")):
@@ -211,6 +215,10 @@ def _read_images(items: list[tuple[Path, int]], root: Path, warnings: list[str])
         labels[n] = label
         names.append(str(path.relative_to(root)))
         n += 1
+    if items and n == 0:
+        folder = items[0][0].parent.parent
+        raise DataError(f"none of the {len(items)} images in {folder} could be read (e.g. {bad[0]}); "
+                        "were they deleted or damaged?")
     if bad:
         warnings.append(f"skipped {len(bad)} unreadable image(s), e.g. {bad[0]}")
     return Split(images[:n], labels[:n], names)
@@ -228,6 +236,23 @@ def _stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, 
     mask = np.ones(len(split), dtype=bool)
     mask[held_index] = False
     return split.subset(np.flatnonzero(mask)), split.subset(held_index)
+
+
+def _stratified_sample(split: Split, count: int, seed: int) -> Split:
+    """Exactly ``count`` images of ``split``, each class keeping its share (largest remainders)."""
+    rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(split.labels, return_counts=True)
+    quotas = sizes * count / len(split)
+    take = np.floor(quotas).astype(int)
+    # Hand the images left over by rounding down to the classes with the largest remainders.
+    for i in np.argsort(-(quotas - take), kind="stable")[: count - int(take.sum())]:
+        take[i] += 1
+    chosen = []
+    for label, n in zip(classes, take, strict=True):
+        index = np.flatnonzero(split.labels == label)
+        rng.shuffle(index)
+        chosen.append(index[:n])
+    return split.subset(np.sort(np.concatenate(chosen)))
 
 
 def _load_folder(root: Path, validation_split: float, seed: int) -> Dataset:
@@ -301,9 +326,7 @@ def load_dataset(location: str | os.PathLike | None = None, validation_split: fl
     source = resolve_location(location)
     dataset = _load_csv(source) if source.is_file() else _load_folder(source, validation_split, seed)
     if 0 < max_train_samples < len(dataset.train):
-        _, dataset.train = _stratified_split(
-            dataset.train, max_train_samples / len(dataset.train), seed
-        )
+        dataset.train = _stratified_sample(dataset.train, max_train_samples, seed)
     return dataset
 
 

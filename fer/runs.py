@@ -6,10 +6,15 @@ training state), ``eval/`` (test-set evaluation) and ``train.log`` (the worker's
 
 A worker holds an exclusive ``flock`` on ``.lock`` while it lives. The kernel drops that lock when
 the process dies in any way (``kill -9`` included), so "is this run alive?" never trusts a pid.
+
+status.json is changed only under a second lock (``.status.lock``), so concurrent writers (the
+worker, a launch) never lose each other's changes. ``stop()`` never writes status.json: it leaves a
+``stop-requested`` file and signals the worker, which records the outcome itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,9 @@ from fer.files import read_json, write_json_atomic
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
+STOP_FILE = "stop-requested"  # written by stop(); the worker stops at its next safe point
+# The hyperparameters the resumable training state in backup/ was made with.
+CHECKPOINT_CONFIG = "checkpoint-config.json"
 
 
 class RunError(ValueError):
@@ -80,15 +89,64 @@ def create_run(config: TrainConfig, root: Path | None = None, run_id: str | None
 # ---- status ---------------------------------------------------------------------------------
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / "status.json") or {}
+    status = read_json(Path(run_dir) / "status.json")
+    return status if isinstance(status, dict) else {}
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (between processes and between threads alike)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:  # a read-only folder: nobody can write there, but stop() must still signal
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def write_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    """Merge ``changes`` into status.json (atomically) and return the new status."""
-    status = read_status(run_dir)
-    status.update(changes)
-    write_json_atomic(Path(run_dir) / "status.json", status)
+    """Merge ``changes`` into status.json and return the new status.
+
+    The read-modify-write holds ``.status.lock``, so two writers never drop each other's changes,
+    and the file is replaced atomically, so readers never see half of it. When the disk is full
+    the atomic write cannot make its temporary file; the status is then rewritten in place (it
+    fits in the blocks the file already has), so a run can still record why it failed.
+    """
+    run_dir = Path(run_dir)
+    with _file_lock(run_dir / ".status.lock"):
+        status = read_status(run_dir)
+        status.update(changes)
+        try:
+            write_json_atomic(run_dir / "status.json", status)
+        except OSError as exc:
+            if not _rewrite_in_place(run_dir / "status.json", json.dumps(status, indent=2) + "\n"):
+                raise exc from None
     return status
+
+
+def _rewrite_in_place(path: Path, text: str) -> bool:
+    """Overwrite an existing file without allocating a new one; False if that failed too."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        data = text.encode()
+        if os.pwrite(fd, data, 0) != len(data):
+            return False
+        os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _lock_path(run_dir: Path) -> Path:
@@ -137,18 +195,27 @@ def _pid_running(pid: int | None) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def stop_requested(run_dir: Path) -> float | None:
+    """When stop() was last asked for this run's current worker (None if it was not)."""
+    request = read_json(Path(run_dir) / STOP_FILE)
+    if isinstance(request, dict) and isinstance(request.get("requested"), (int, float)):
+        return float(request["requested"])
+    return time.time() if (Path(run_dir) / STOP_FILE).exists() else None
+
+
 def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
-    """The state to show: a 'running' run whose worker is gone is 'interrupted'."""
+    """The state to show: an active run whose worker is gone is 'interrupted' (or 'stopped' when
+    a stop was requested, e.g. a worker stopped before it could install its signal handler)."""
     status = read_status(run_dir) if status is None else status
     state = status.get("state", "unknown")
-    if state == "running" and not is_alive(run_dir):
-        return "interrupted"
-    if state == "queued" and not is_alive(run_dir):
-        # Between launch and the worker taking its lock; after that, a dead pid means it crashed.
-        if _pid_running(status.get("pid")) and time.time() - status.get("queued", 0) < 120:
+    if state not in ACTIVE_STATES or is_alive(run_dir):
+        return state
+    if state == "queued":
+        # Between launch and the worker taking its lock; after that, a dead pid means it ended.
+        pid, queued = status.get("pid"), status.get("queued") or 0
+        if (_pid_running(pid) or pid is None) and time.time() - queued < (120 if pid else 10):
             return "queued"
-        return "interrupted"
-    return state
+    return "stopped" if stop_requested(run_dir) is not None else "interrupted"
 
 
 # ---- processes ------------------------------------------------------------------------------
@@ -157,22 +224,23 @@ def worker_command(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "fer.train", "--run-dir", str(run_dir)]
 
 
-_launch_lock = threading.Lock()
-
-
 def launch(run_dir: Path) -> int:
     """Start the training worker for ``run_dir`` as a background process in its own session.
 
-    Refuses when the run is already queued or running, so a double click starts one worker.
+    Refuses when the run is already queued or running, so a double click starts one worker; the
+    check and the start hold ``.launch.lock``, so this holds across threads and server processes.
     """
     run_dir = Path(run_dir)
-    with _launch_lock:
+    if not (run_dir / "config.json").is_file():
+        raise RunError(f"{run_dir} is not a run folder (no config.json)")
+    with _file_lock(run_dir / ".launch.lock"):
         state = effective_state(run_dir)
         if state in ACTIVE_STATES:
             raise RunError(f"run {run_dir.name} is already {state}")
         if state == "finished":
             raise RunError(f"run {run_dir.name} has finished; create a new run to train again")
-        write_status(run_dir, state="queued", queued=time.time(), error=None)
+        (run_dir / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop the new worker
+        write_status(run_dir, state="queued", queued=time.time(), error=None, pid=None)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         with open(run_dir / "train.log", "ab") as log:
             process = subprocess.Popen(
@@ -186,25 +254,64 @@ def launch(run_dir: Path) -> int:
 
 
 def stop(run_dir: Path, wait: float = 0.0) -> bool:
-    """Ask the run's worker to stop (SIGTERM to its process group). Idempotent.
+    """Ask the run's worker to stop: a ``stop-requested`` file, then SIGTERM to its process group.
 
-    Returns True if a live worker was signalled. With ``wait`` > 0, waits that many seconds for it
-    to exit.
+    Idempotent, and it never writes status.json (the worker does, so nothing races). The worker
+    stops at the next batch, or at once while it loads data or evaluates. Returns True if a live
+    worker was asked to stop. With ``wait`` > 0, waits that many seconds for it to exit.
     """
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
-    pid = status.get("pid")
-    if effective_state(run_dir, status) not in ACTIVE_STATES or not _pid_running(pid):
+    if not run_dir.is_dir():
         return False
-    write_status(run_dir, stop_requested=time.time())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return False
+    with _file_lock(run_dir / ".launch.lock"):  # a launch in progress has written its pid
+        status = read_status(run_dir)
+        pid = status.get("pid")
+        if effective_state(run_dir, status) not in ACTIVE_STATES or not _pid_running(pid):
+            return False
+        if stop_requested(run_dir) is None:
+            write_json_atomic(run_dir / STOP_FILE, {"requested": time.time(), "pid": pid})
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return False
     deadline = time.monotonic() + wait
     while wait > 0 and time.monotonic() < deadline and is_alive(run_dir):
         time.sleep(0.1)
     return True
+
+
+def completed_epochs(run_dir: Path) -> int:
+    """Epochs saved in the resumable training state (Keras BackupAndRestore); 0 without one."""
+    meta = read_json(Path(run_dir) / "backup" / "training_metadata.json")
+    try:
+        return max(0, int(meta.get("epoch", 0))) if isinstance(meta, dict) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def config_changes(run_dir: Path) -> list[str]:
+    """Hyperparameters in config.json that differ from those its saved training state was made
+    with ("name: old -> new"); [] when there is nothing to resume or nothing changed."""
+    run_dir = Path(run_dir)
+    saved = read_json(run_dir / CHECKPOINT_CONFIG)
+    if not isinstance(saved, dict) or completed_epochs(run_dir) == 0:
+        return []
+    try:
+        before = TrainConfig.from_dict(saved).to_dict()
+        after = read_config(run_dir).to_dict()
+    except ConfigError:
+        return []  # an invalid config.json fails the worker with its own message
+    return [f"{key}: {before[key]!r} -> {after[key]!r}" for key in after if before[key] != after[key]]
+
+
+def check_resumable_config(run_dir: Path) -> None:
+    """Refuse to continue a saved training state with changed hyperparameters."""
+    changes = config_changes(run_dir)
+    if changes:
+        raise RunError(
+            f"the hyperparameters of run {Path(run_dir).name} changed since its training state was "
+            f"saved ({'; '.join(changes)}); a run resumes only with the settings it was trained with. "
+            f"Restore them in config.json, or create a new run with the new settings")
 
 
 def resume(run_dir: Path) -> int:
@@ -213,6 +320,7 @@ def resume(run_dir: Path) -> int:
     state = effective_state(run_dir)
     if state not in ("stopped", "failed", "interrupted", "created"):
         raise RunError(f"run {run_dir.name} is {state}; only stopped, failed or interrupted runs can resume")
+    check_resumable_config(run_dir)
     if state == "interrupted":
         write_status(run_dir, state="interrupted", error="the worker process died unexpectedly")
     return launch(run_dir)
@@ -268,8 +376,14 @@ def load_run(run_dir: Path) -> RunSummary:
     config = read_json(run_dir / "config.json")
     if not isinstance(config, dict):
         config = {}
-        status.setdefault("error", "config.json is missing or not valid JSON")
-    return RunSummary(run_dir.name, run_dir, effective_state(run_dir, status), config, status)
+        status["error"] = status.get("error") or "config.json is missing or not valid JSON"
+    state = effective_state(run_dir, status)
+    if state in ("interrupted", *ACTIVE_STATES) and not os.access(run_dir, os.W_OK):
+        # The worker cannot record its own failure there (read-only file system or permissions).
+        status["error"] = status.get("error") or (
+            f"the run folder {run_dir} is not writable (read-only file system or permissions), so "
+            "its worker cannot save progress or results")
+    return RunSummary(run_dir.name, run_dir, state, config, status)
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:

@@ -6,13 +6,15 @@
     python -m fer.train --architecture mini_xception --detach   # the same, in the background
 
 The worker writes status.json in a ``finally`` block, so every run ends as finished, failed or
-stopped; SIGTERM stops it cleanly at the next batch, and a later start resumes from the last
-completed epoch (Keras BackupAndRestore).
+stopped; SIGTERM (sent by ``fer.runs.stop`` with a ``stop-requested`` file) stops it cleanly at the
+next batch, or at once while it loads data or evaluates, and a later start resumes from the last
+completed epoch with the optimizer state (Keras BackupAndRestore).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
@@ -33,7 +35,18 @@ from fer.config import (
 )
 from fer.data import DataError
 from fer.files import read_json, write_json_atomic
-from fer.runs import RunError, acquire_lock, create_run, launch, read_history, write_status
+from fer.runs import (
+    CHECKPOINT_CONFIG,
+    RunError,
+    acquire_lock,
+    check_resumable_config,
+    completed_epochs,
+    create_run,
+    launch,
+    read_history,
+    stop_requested,
+    write_status,
+)
 
 
 class RunStopped(Exception):
@@ -41,11 +54,15 @@ class RunStopped(Exception):
 
 
 class _StopFlag:
-    """SIGTERM/SIGINT set the flag; before ``model.fit`` they stop at once, after it they wait."""
+    """SIGTERM/SIGINT set the flag. Inside ``model.fit`` the run stops at the next batch (so the
+    epoch's files stay consistent); outside it (loading data, building, evaluating) at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self.run_dir = run_dir
         self.requested = False
         self.in_fit = False
+        self.training_done = False  # fit has ended: a stop now skips the evaluation
+        self._next_file_check = 0.0
 
     def __call__(self, signum: int, frame: Any) -> None:
         self.requested = True
@@ -53,14 +70,18 @@ class _StopFlag:
             raise RunStopped()
 
     def check(self) -> None:
+        # The stop-requested file backs up the signal (e.g. one sent before the handler existed).
+        now = time.monotonic()
+        if not self.requested and self.run_dir is not None and now >= self._next_file_check:
+            self._next_file_check = now + 0.5
+            self.requested = stop_requested(self.run_dir) is not None
         if self.requested:
             raise RunStopped()
 
 
 def _completed_epochs(run_dir: Path) -> int:
     """Epochs saved in the BackupAndRestore state (0 when starting fresh)."""
-    meta = read_json(run_dir / "backup" / "training_metadata.json")
-    return int(meta.get("epoch", 0)) if isinstance(meta, dict) else 0
+    return completed_epochs(run_dir)
 
 
 def _trim_history(run_dir: Path, keep_epochs: int) -> None:
@@ -87,6 +108,7 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
         def __init__(self) -> None:
             super().__init__()
             self.epoch = 0
+            self.first_epoch = True
             self.epoch_start = time.time()
             self.last_write = 0.0
 
@@ -99,6 +121,11 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
                 self.last_write = now
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            if self.first_epoch and epoch > 0:
+                # BackupAndRestore has restored the weights and the optimizer (its step counter too).
+                step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                print(f"[fer] resumed at epoch {epoch + 1} with optimizer step {step}", flush=True)
+            self.first_epoch = False
             self.epoch = epoch
             self.epoch_start = time.time()
             self._progress(0, "training", force=True)
@@ -176,7 +203,13 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     from fer.data import load_dataset
 
     config = TrainConfig.load(run_dir / "config.json")
+    if _completed_epochs(run_dir):
+        # Resuming: the saved weights and optimizer state belong to the settings they were made with.
+        check_resumable_config(run_dir)
+    else:
+        config.save(run_dir / CHECKPOINT_CONFIG)
     write_status(run_dir, phase="loading data")
+    write_json_atomic(run_dir / "progress.json", {"phase": "loading data", "updated": time.time()})
     print(f"[fer] loading dataset {config.data or '(default location)'}", flush=True)
     dataset = load_dataset(config.data or None, config.validation_split, config.seed,
                            config.max_train_samples)
@@ -226,8 +259,11 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=2, shuffle=False,
               callbacks=_callbacks(run_dir, config, stop, steps, best_so_far),
               class_weight=_class_weights(dataset.train.labels) if config.class_weights else None)
-    # Training is complete and Keras has deleted the resume backup: a run stopped now would
-    # retrain from scratch on resume, so a stop request from here on lets the evaluation finish.
+    # Training is complete and Keras has deleted the resume backup: a stop from here on ends the
+    # run as finished (its best model is saved) and skips the evaluation instead of waiting for it.
+    stop.in_fit = False
+    stop.training_done = True
+    stop.check()
 
     write_status(run_dir, phase="evaluating")
     write_json_atomic(run_dir / "progress.json", {"phase": "evaluating", "updated": time.time()})
@@ -242,23 +278,32 @@ def run_worker(run_dir: Path) -> int:
     if not (run_dir / "config.json").is_file():
         print(f"error: {run_dir} is not a run folder (no config.json)", file=sys.stderr)
         return 2
-    stop = _StopFlag()
+    stop = _StopFlag(run_dir)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    lock = acquire_lock(run_dir)
+    try:
+        lock = acquire_lock(run_dir)
+    except RunStopped:
+        print("[fer] stopped before training started", flush=True)
+        return 3  # the status stays 'queued'; with the stop-requested file the run reads 'stopped'
     if lock is None:
         print(f"error: run {run_dir.name} is already being trained by another process", file=sys.stderr)
         return 2
     status: dict[str, Any] = {"state": "failed", "error": "the worker ended unexpectedly"}
     try:
         write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), ended=None,
-                     error=None, stop_requested=None)
+                     error=None, stop_requested=None, note=None)
+        stop.check()  # stopped between the launch and here
         summary = train_run(run_dir, stop)
         status = {"state": "finished", "error": None, **summary}
         print(f"[fer] finished: {summary}", flush=True)
     except RunStopped:
-        status = {"state": "stopped", "error": None}
-        print("[fer] stopped", flush=True)
+        status = {"state": "stopped", "error": None, "stop_requested": stop_requested(run_dir) or time.time()}
+        if stop.training_done:
+            status.update(state="finished", note=(
+                "stopped during the evaluation: training is complete and model.keras holds the best "
+                f"epoch; evaluate it with: python -m fer.evaluate --run {run_dir}"))
+        print(f"[fer] {status['state']} (stop requested)", flush=True)
     except (ConfigError, DataError, RunError) as exc:
         status = {"state": "failed", "error": str(exc)}
         print(f"[fer] error: {exc}", flush=True)
@@ -272,11 +317,26 @@ def run_worker(run_dir: Path) -> int:
         traceback.print_exc()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            write_status(run_dir, **status, phase=None, ended=time.time())
-        except OSError as exc:
-            print(f"[fer] could not write status.json: {exc}", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _write_final_status(run_dir, status)
     return {"finished": 0, "stopped": 3}.get(status["state"], 1)
+
+
+def _write_final_status(run_dir: Path, status: dict[str, Any]) -> None:
+    """The run's outcome in status.json, and progress.json no longer showing a live phase."""
+    now = time.time()
+    try:
+        write_status(run_dir, **status, phase=None, ended=now)
+    except OSError as exc:
+        print(f"[fer] could not write status.json ({exc}); the run will show as interrupted",
+              file=sys.stderr, flush=True)
+    progress = read_json(run_dir / "progress.json")
+    progress = progress if isinstance(progress, dict) else {}
+    try:
+        write_json_atomic(run_dir / "progress.json", {**progress, "phase": status["state"], "updated": now})
+    except OSError:
+        with contextlib.suppress(OSError):  # a stale phase must not stay behind
+            (run_dir / "progress.json").unlink(missing_ok=True)
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:

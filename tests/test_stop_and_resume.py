@@ -63,6 +63,13 @@ def raw_history_epochs(run: Path) -> list[int]:
     return [int(line.split(",")[0]) for line in lines[1:]]
 
 
+def backup_optimizer_step(run: Path) -> int:
+    """The optimizer's step counter saved by BackupAndRestore (Keras stores it first)."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(run / "backup" / "latest.weights.h5", "r") as weights:
+        return int(weights["optimizer/vars/0"][()])
+
+
 def wait_for_end(run: Path, timeout: float) -> str:
     wait_until(lambda: read_status(run).get("state") not in ("queued", "running") and not is_alive(run),
                timeout, "the worker to end", poll=0.2, log=run / "train.log")
@@ -95,10 +102,14 @@ def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny):
     done = epochs_logged(run)
     assert done == list(range(1, len(done) + 1)) and len(done) < EPOCHS, read_log_tail(run)
     assert (run / "model.keras").is_file() and (run / "backup").is_dir()
+    # The resume point holds the optimizer too: its step counter is 7 steps per completed epoch.
+    assert backup_optimizer_step(run) == 7 * len(done)
 
     resume(run)
     assert wait_for_end(run, 300) == "finished", read_log_tail(run)
-    assert f"resuming after epoch {len(done)}" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert f"resuming after epoch {len(done)}" in log
+    assert f"resumed at epoch {len(done) + 1} with optimizer step {7 * len(done)}" in log
     assert epochs_logged(run) == list(range(1, EPOCHS + 1))
     assert raw_history_epochs(run) == list(range(EPOCHS))
     assert read_status(run)["epochs_done"] == EPOCHS
@@ -142,23 +153,37 @@ def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_stop_during_evaluation_lets_the_finished_training_end_as_finished(tmp_path, tiny_data,
-                                                                           restore_signals, monkeypatch):
-    """Keras drops the resume backup when fit ends, so a stop then must not leave a 'stopped' run
-    whose resume would retrain from scratch and delete its history: evaluation completes instead."""
+def test_stop_during_evaluation_ends_within_seconds_as_finished_without_evaluation(
+        tmp_path, tiny_data, restore_signals, monkeypatch):
+    """Keras drops the resume backup when fit ends, so a stop during the evaluation must not leave
+    a 'stopped' run whose resume would retrain from scratch: the run ends at once as finished
+    (its best model saved), and a note says how to evaluate it later."""
+    import threading
+
     import fer.evaluate
     from fer.train import run_worker
 
-    evaluate_run = fer.evaluate.evaluate_run
+    def endless_evaluation(run_dir, dataset=None):
+        while True:  # an evaluation far longer than the 5 s a stop may take
+            time.sleep(0.05)
 
-    def stop_requested_while_evaluating(run_dir, dataset=None):
-        os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
-        return evaluate_run(run_dir, dataset)
-
-    monkeypatch.setattr(fer.evaluate, "evaluate_run", stop_requested_while_evaluating)
+    monkeypatch.setattr(fer.evaluate, "evaluate_run", endless_evaluation)
     config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=1, batch_size=4,
                                           augment=False, lr_schedule="none")
     run = create_run(config, tmp_path / "runs")
+    signalled: list[float] = []
+
+    def stop_when_evaluating():
+        wait_until(lambda: read_status(run).get("phase") == "evaluating", 240, "the evaluation")
+        signalled.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
+
+    threading.Thread(target=stop_when_evaluating, daemon=True).start()
     assert run_worker(run) == 0
-    assert read_status(run)["state"] == "finished"
-    assert epochs_logged(run) == [1] and (run / "eval" / "metrics.json").is_file()
+    assert signalled and time.monotonic() - signalled[0] < 5
+    status = read_status(run)
+    assert status["state"] == "finished" and status["error"] is None
+    assert "python -m fer.evaluate --run" in status["note"]
+    assert epochs_logged(run) == [1] and (run / "model.keras").is_file()
+    assert not (run / "eval" / "metrics.json").exists()
+    assert read_progress(run)["phase"] == "finished"

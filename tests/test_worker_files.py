@@ -67,10 +67,11 @@ def test_history_csv_has_one_row_per_epoch(run):
     assert read_status(run)["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
 
 
-def test_progress_json_is_written(run):
-    """progress.json tells the UI the current phase (evaluating, at the end)."""
+def test_progress_json_ends_with_the_final_state_not_a_live_phase(run):
+    """progress.json tells the UI the current phase; once the run has ended it says so, never
+    a stale 'evaluating'."""
     progress = read_json(run / "progress.json")
-    assert progress["phase"] == "evaluating" and progress["updated"] > 0
+    assert progress["phase"] == "finished" and progress["updated"] >= read_status(run)["ended"]
 
 
 def test_model_keras_loads_and_predicts_probabilities(run):
