@@ -102,6 +102,20 @@ def test_max_train_samples_takes_a_stratified_subset_of_train_only(tmp_path):
     assert len(load_dataset(root, max_train_samples=1000).train) == 70
 
 
+def test_max_train_samples_gives_exactly_that_many_images(tmp_path):
+    """Per-class rounding must not hand out one image more (or fewer) than asked for."""
+    counts = {"angry": 5, "disgust": 1, "fear": 5, "happy": 9, "sad": 5, "surprise": 4, "neutral": 5}
+    root = write_image_folder(tmp_path / "fer", train=counts, test=1)
+    for asked in range(1, sum(counts.values())):
+        train = load_dataset(root, max_train_samples=asked, seed=3).train
+        assert len(train) == asked, asked
+        assert_labels_match_pixels(train)
+        for name, share in train.class_counts().items():  # each class keeps its share, +-1
+            assert abs(share - counts[name] * asked / sum(counts.values())) < 1, (asked, name)
+    again = load_dataset(root, max_train_samples=13, seed=3).train
+    assert again.names == load_dataset(root, max_train_samples=13, seed=3).train.names  # reproducible
+
+
 def test_split_lookup_rejects_unknown_names(tmp_path):
     """Dataset.split('public') is a DataError that lists the valid names."""
     data = load_dataset(write_image_folder(tmp_path / "fer", train=1, test=1))
