@@ -10,7 +10,7 @@ import streamlit as st
 from fer import CLASSES
 from fer.ui import probability_figure, upscale
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model…")
