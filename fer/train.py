@@ -272,6 +272,11 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     return evaluate_run(run_dir, dataset)
 
 
+# How long a new worker waits for the run's lock: a stopped worker writes its final status and
+# then takes a few seconds to exit, and a Resume clicked in that window must still start.
+LOCK_WAIT = 30.0
+
+
 def run_worker(run_dir: Path) -> int:
     """Entry point of a worker process. Exit codes: 0 finished, 1 failed, 2 refused, 3 stopped."""
     run_dir = Path(run_dir).resolve()
@@ -282,7 +287,7 @@ def run_worker(run_dir: Path) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        lock = acquire_lock(run_dir)
+        lock = acquire_lock(run_dir, timeout=LOCK_WAIT)
     except RunStopped:
         print("[fer] stopped before training started", flush=True)
         return 3  # the status stays 'queued'; with the stop-requested file the run reads 'stopped'

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
+import time
 
 import pytest
 from helpers import run_cli, wait_until
@@ -60,7 +60,7 @@ def test_worker_refuses_a_run_another_process_trains(tmp_path, restore_signals, 
     """Two workers on one run folder would corrupt it: the second exits 2 and changes nothing."""
     import fer.train
 
-    monkeypatch.setattr(fer.train, "acquire_lock", functools.partial(acquire_lock, timeout=0.2))
+    monkeypatch.setattr(fer.train, "LOCK_WAIT", 0.2)
     run = create_run(tiny_config(tmp_path), tmp_path / "runs")
     lock = acquire_lock(run)
     try:
@@ -69,6 +69,30 @@ def test_worker_refuses_a_run_another_process_trains(tmp_path, restore_signals, 
         os.close(lock)
     assert "already being trained" in capsys.readouterr().err
     assert read_status(run)["state"] == "created"
+
+
+def test_worker_waits_for_a_previous_worker_that_is_still_exiting(tmp_path, restore_signals, monkeypatch):
+    """Resume clicked right after Stop: the old worker has written 'stopped' but still holds the
+    lock for a moment while it exits; the new worker waits for it instead of refusing."""
+    import threading
+
+    import fer.train
+
+    monkeypatch.setattr(fer.train, "LOCK_WAIT", 10.0)
+    waited = {}
+
+    def instead_of_training(run_dir, stop):
+        waited["seconds"] = time.monotonic() - started
+        return {"val_accuracy": 0.5, "test_accuracy": 0.5}
+
+    monkeypatch.setattr(fer.train, "train_run", instead_of_training)
+    run = create_run(tiny_config(tmp_path), tmp_path / "runs")
+    lock = acquire_lock(run)
+    threading.Timer(1.0, os.close, [lock]).start()
+    started = time.monotonic()
+    assert run_worker(run) == 0
+    assert waited["seconds"] >= 0.9
+    assert read_status(run)["state"] == "finished"
 
 
 @pytest.mark.parametrize(("flags", "message"), [
