@@ -19,8 +19,16 @@ from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
 
 # Refuse images above this many pixels before decoding them (Pillow's bomb guard is at ~179M).
 MAX_PIXELS = 40_000_000
-# Detection runs on a copy no larger than this (long side); boxes are mapped back.
+# Detection runs on a copy no larger than this (long side); boxes are mapped back. A first, fast
+# pass looks for faces of at least COARSE_MIN_FACE (a fraction of the long side) on a small copy;
+# only when it finds none does a second pass look for faces down to 1/25 of the short side on a
+# DETECTION_SIZE copy (bench/predict_latency.py: Haar detection is most of the prediction time).
 DETECTION_SIZE = 1024
+COARSE_DETECTION_SIZE = 480
+COARSE_MIN_FACE = 0.06
+# More neighbours on the small copy: Haar false positives (on the astronaut's suit) come and go
+# with the scale, and 6 kept exactly one face on every size and JPEG quality we tried.
+COARSE_MIN_NEIGHBORS = 6
 # Grow each detected box by this fraction per side: FER2013 faces include brow and chin.
 FACE_MARGIN = 0.1
 
@@ -102,22 +110,36 @@ _CASCADE = None
 
 
 def detect_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in ``gray`` (uint8, H x W), largest first."""
+    """Face boxes (x, y, w, h) in ``gray`` (uint8, H x W), largest first.
+
+    A fast pass on a copy at most ``COARSE_DETECTION_SIZE`` pixels long finds the faces that take at
+    least ``COARSE_MIN_FACE`` of the long side (portraits, selfies); when it finds none, a slower
+    pass on a ``DETECTION_SIZE`` copy finds faces down to 1/25 of the short side.
+    """
+    height, width = gray.shape
+    coarse = min(1.0, COARSE_DETECTION_SIZE / max(height, width))
+    boxes = _detect(gray, coarse, max(20, round(COARSE_MIN_FACE * max(height, width) * coarse)),
+                    COARSE_MIN_NEIGHBORS)
+    fine = min(1.0, DETECTION_SIZE / max(height, width))
+    if not boxes and fine > coarse:
+        boxes = _detect(gray, fine, max(20, round(min(height, width) * fine) // 25), 5)
+    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+
+
+def _detect(gray: np.ndarray, scale: float, min_side: int, neighbors: int) -> list[tuple[int, int, int, int]]:
+    """Haar detection on ``gray`` resized by ``scale``; boxes in ``gray``'s coordinates."""
     import cv2
 
     global _CASCADE
     if _CASCADE is None:
         _CASCADE = _cascade()
     height, width = gray.shape
-    scale = min(1.0, DETECTION_SIZE / max(height, width))
     small = cv2.resize(gray, (round(width * scale), round(height * scale)),
                        interpolation=cv2.INTER_AREA) if scale < 1 else gray
     small = cv2.equalizeHist(small)
-    min_side = max(20, min(small.shape) // 25)
-    found = _CASCADE.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5,
+    found = _CASCADE.detectMultiScale(small, scaleFactor=1.1, minNeighbors=neighbors,
                                       minSize=(min_side, min_side))
-    boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
-    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+    return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
 
 
 def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -274,10 +296,25 @@ class Predictor:
         return (probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) <= 64:
-            # Calling the model directly avoids predict()'s per-call dataset setup.
-            return np.asarray(self.model(batch, training=False))
+        if len(batch) <= 256:
+            # One traced graph for every batch size: predict() sets up a dataset on every call and
+            # an eager model call runs layer by layer (both cost tens of ms for one face on a CPU).
+            return np.asarray(self._traced()(batch))
         return self.model.predict(batch, batch_size=256, verbose=0)
+
+    def _traced(self):
+        if getattr(self, "_call", None) is None:
+            import tensorflow as tf
+
+            model = self.model
+
+            @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)],
+                         reduce_retracing=True)
+            def call(batch):
+                return model(batch, training=False)
+
+            self._call = call
+        return self._call
 
     def predict_image(self, image: bytes | Image.Image, whole_image_if_no_face: bool = False,
                       tta: bool | str = False) -> list[FaceResult]:
