@@ -8,6 +8,7 @@ opencv-python-headless wheel, so everything works offline.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,16 @@ def _cascade():
     return cascade
 
 
-_CASCADE = None
+# One detector per thread: OpenCV's CascadeClassifier keeps scratch buffers in the object, so two
+# Streamlit sessions detecting at the same time on a shared one can miss faces.
+_CASCADES = threading.local()
+
+
+def _thread_cascade():
+    cascade = getattr(_CASCADES, "cascade", None)
+    if cascade is None:
+        cascade = _CASCADES.cascade = _cascade()
+    return cascade
 
 
 def detect_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -130,15 +140,12 @@ def _detect(gray: np.ndarray, scale: float, min_side: int, neighbors: int) -> li
     """Haar detection on ``gray`` resized by ``scale``; boxes in ``gray``'s coordinates."""
     import cv2
 
-    global _CASCADE
-    if _CASCADE is None:
-        _CASCADE = _cascade()
     height, width = gray.shape
     small = cv2.resize(gray, (round(width * scale), round(height * scale)),
                        interpolation=cv2.INTER_AREA) if scale < 1 else gray
     small = cv2.equalizeHist(small)
-    found = _CASCADE.detectMultiScale(small, scaleFactor=1.1, minNeighbors=neighbors,
-                                      minSize=(min_side, min_side))
+    found = _thread_cascade().detectMultiScale(small, scaleFactor=1.1, minNeighbors=neighbors,
+                                               minSize=(min_side, min_side))
     return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
 
 

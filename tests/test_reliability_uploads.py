@@ -102,6 +102,22 @@ def test_ten_faces_are_all_found():
     assert len(detect_faces(np.asarray(ten_faces().convert("L")))) == 10
 
 
+def test_each_thread_detects_faces_with_its_own_detector():
+    """OpenCV's CascadeClassifier is not safe to share: two sessions detecting at once on one
+    detector occasionally miss a face (the load test saw 2 in 1600). Each thread gets its own."""
+    import threading
+
+    from fer.predict import _thread_cascade
+
+    mine = _thread_cascade()
+    assert _thread_cascade() is mine
+    others: list[object] = []
+    thread = threading.Thread(target=lambda: others.append(_thread_cascade()))
+    thread.start()
+    thread.join()
+    assert others and others[0] is not mine
+
+
 # ---- the Predict page ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
