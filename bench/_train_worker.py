@@ -17,7 +17,7 @@ import resource
 import sys
 import time
 
-FLIP_ONLY = {"augment": True, "flip": True, "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
+FLIP_ONLY = {"augment": True, "flip": True, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "crop": 0,
              "erasing": 0.0}
 
 

@@ -5,12 +5,12 @@
 
 Everything happens in a temporary experiments folder (``FER_EXPERIMENTS``); nothing is written
 to ``experiments/``. Measures:
-  * Runs page render time in-process with Streamlit's AppTest: cold (first run in the process,
-    imports included) and warm (median of fresh AppTest sessions);
+  * Runs page script time in-process with Streamlit's AppTest: the first render in the process
+    (imports included) and the median of reruns;
   * the same page in headless Chromium against ``streamlit run``: from navigation to the runs
     table, the curves and the settings table drawn and the script idle (first load, then reloads);
   * live curves: a "running" run (this process holds its worker lock) gets a new history.csv row;
-    the time until the browser's loss chart shows it (the page polls every ``run_every`` seconds);
+    the time until the browser's loss chart shows it (the page polls every LIVE_REFRESH_S = 1 s);
   * Predict page: time to open it the first time in a server process (imports TensorFlow and loads
     the model) and again in new browser sessions (cached with st.cache_resource by path + mtime),
     then the time from uploading a 1 MP photo to the face's chart.
@@ -73,24 +73,30 @@ def make_runs(root: Path, count: int, epochs: int = 100) -> list[str]:
     return ids
 
 
-def apptest_runs_page(runs: int) -> dict:
+def apptest_runs_page(reruns: int) -> dict:
+    """Runs page script time in AppTest: first render in this process, then reruns (what every
+    click, or the Refresh button, costs). A new AppTest also scans every installed package for
+    Streamlit components (~1 s here): harness cost, reported apart as ``new_session_s``."""
     from streamlit.testing.v1 import AppTest
 
-    def once() -> float:
+    start = time.perf_counter()
+    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    app.run()
+    new_session = time.perf_counter() - start
+    start = time.perf_counter()
+    app.switch_page("app_pages/runs.py").run()
+    first = time.perf_counter() - start
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.get("plotly_chart"), "the Runs page drew no curves"
+    times = []
+    for _ in range(reruns):
         start = time.perf_counter()
-        app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
         app.run()
-        app.switch_page("app_pages/runs.py").run()
-        seconds = time.perf_counter() - start
+        times.append(time.perf_counter() - start)
         assert not app.exception, [e.value for e in app.exception]
-        assert app.get("plotly_chart"), "the Runs page drew no curves"
-        return seconds
-
-    cold = once()
-    warm = [once() for _ in range(runs)]
-    return {"cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
-            "warm_max_s": round(max(warm), 3), "warm_runs": len(warm),
-            "note": "AppTest runs the app script (navigation) and then the Runs page, in this process"}
+    return {"first_render_s": round(first, 3), "rerun_median_s": round(statistics.median(times), 3),
+            "rerun_max_s": round(max(times), 3), "reruns": len(times),
+            "new_session_s": round(new_session, 3)}
 
 
 def timed_goto(page, url: str, *selectors: str) -> float:
@@ -126,7 +132,7 @@ def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> 
         page.wait_for_function(f"() => ({points})() === {epochs_shown}", timeout=60_000)
         latencies = []
         for k in range(updates):
-            time.sleep(0.37 * (k + 1) % 1.9)  # land at different points of the polling cycle
+            time.sleep(0.5 + 0.37 * k % 1.0)  # land at different points of the polling cycle
             with open(history, "a") as out:
                 out.write(history_row(epochs_shown + k) + "\n")
             start = time.perf_counter()
@@ -154,7 +160,7 @@ def browser_session(root: Path, model_path: Path, work: Path) -> dict:
         fresh.close()
         log(f"chromium runs page: first {first:.2f}s, reloads {reloads}, new session {new_session:.2f}s")
         memory_after_runs = server.memory()
-        live = live_curves(page, server.url, root, epochs_shown=20, updates=6)
+        live = live_curves(page, server.url, root, epochs_shown=20, updates=10)
         log(f"live curves: {live}")
 
         predict_opens = []
@@ -201,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {count} runs in {time.perf_counter() - start:.1f}s under {root}")
         model_path, model_kind = prediction_model(True, work)  # any FER model: only load time matters
         shutil.copyfile(model_path, root / ids[0] / "model.keras")
-        apptest = apptest_runs_page(2 if args.quick else 5)
+        apptest = apptest_runs_page(2 if args.quick else 10)
         log(f"apptest runs page: {apptest}")
         browser = {"skipped": "--quick / --no-browser"} if args.quick or args.no_browser else \
             browser_session(root, model_path, work)
-        targets = {"runs_page_apptest_warm_<=1.5s": apptest["warm_median_s"] <= 1.5}
+        targets = {"runs_page_apptest_rerun_<=1.5s": apptest["rerun_median_s"] <= 1.5}
         if "runs_page_reload_s" in browser:
             targets["runs_page_chromium_reload_<=1.5s"] = statistics.median(browser["runs_page_reload_s"]) <= 1.5
             targets["live_curves_max_<=2s"] = browser["live_curves"]["max_s"] <= 2
