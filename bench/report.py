@@ -1,0 +1,117 @@
+"""Turn bench/results/*.json into the Markdown table of the README's "Performance" section.
+
+    python -m bench.report            # from the full runs (bench/results/<name>.json)
+    python -m bench.report --quick    # from the --quick smoke runs (numbers mean nothing)
+
+Missing results are listed as "not run" with the command that produces them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Any
+
+from bench.common import RESULTS
+
+
+def load(name: str, quick: bool) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def yes(flag: bool | None) -> str:
+    return "n/a" if flag is None else ("met" if flag else "**missed**")
+
+
+def rows(quick: bool) -> list[tuple[str, str, str, str]]:
+    """(what, measured, target, status) rows."""
+    out: list[tuple[str, str, str, str]] = []
+    pipe = load("input_pipeline", quick)
+    if pipe:
+        p, r = pipe["pipeline_only"], pipe["ratios"]
+        seeds = p.get("seeds_idg", {}).get("images_per_s")
+        out.append(("1a pipeline-only images/s: seeds ImageDataGenerator / ours (flip) / ours (preset aug)",
+                    f"{seeds} / {p['ours_flip']['images_per_s']} / {p.get('ours_preset_aug', {}).get('images_per_s')}"
+                    f" (ours = {r.get('pipeline_ours_flip_vs_seeds')}x)", ">= 3x seeds",
+                    yes(pipe["targets_met"].get("pipeline_ours_>=3x_seeds"))))
+        for model, t in pipe["training"].items():
+            out.append((f"1b/c {model} training images/s: model-bound / ours (flip) / ours (preset aug) / seeds",
+                        " / ".join(str(t.get(k, {}).get("images_per_s")) for k in
+                                   ("model_bound", "ours_flip", "ours_preset_aug", "seeds_idg"))
+                        + f" (ours = {r.get(f'train_{model}_ours_flip_vs_model_bound', 0):.0%} of model-bound)",
+                        ">= 90% of model-bound", yes(pipe["targets_met"].get(f"train_{model}_ours_>=90%_model_bound"))))
+    step = load("train_step", quick)
+    if step:
+        for model, variants in step["variants"].items():
+            text = "; ".join(f"{name}: {v['epoch_s']} s ({step['speedup_vs_baseline'][model][name]}x)"
+                             for name, v in variants.items())
+            out.append((f"2 {model} epoch time (448 steps of 64, extrapolated)", text, "apply what helps", "-"))
+    pred = load("predict_latency", quick)
+    if pred:
+        ours = pred["ours"]
+        out.append(("3 bytes -> probabilities, 1 MP JPEG, p50 / p95 (ms)",
+                    f"{ours['jpg']['p50_ms']} / {ours['jpg']['p95_ms']} (PNG {ours['png']['p50_ms']} / "
+                    f"{ours['png']['p95_ms']})", "p50 <= 30 ms", yes(pred["targets_met"].get("ours_jpg_p50_<=30ms"))))
+        stages = ", ".join(f"{k} {v['p50_ms']}" for k, v in ours["jpg"]["stages"].items())
+        out.append(("3 stage p50 (ms), JPEG", stages, "-", "-"))
+        out.append(("3 predict_faces faces/s by batch size", ", ".join(
+            f"{k.replace('batch_', 'b')}: {v}" for k, v in pred["predict_faces_faces_per_s"].items()), "-", "-"))
+        ref = pred["reference_fer_pypi"]
+        for key, value in ref.items():
+            if isinstance(value, dict) and "p50_ms" in value:
+                ratio = pred["ratios"].get(f"reference_{key.replace('/', '_')}_p50_over_ours")
+                out.append((f"3 fer PyPI ({key}) p50 / p95 (ms)", f"{value['p50_ms']} / {value['p95_ms']} "
+                            f"(ours {ratio}x faster)", "ours >= 2x faster", yes(ratio >= 2 if ratio else None)))
+    dash = load("dashboard", quick)
+    if dash:
+        a, c = dash["apptest_runs_page"], dash["chromium"]
+        out.append((f"4 Runs page, {dash['runs']} runs, AppTest script time first / rerun median (s)",
+                    f"{a['first_render_s']} / {a['rerun_median_s']}", "<= 1.5 s",
+                    yes(dash["targets_met"].get("runs_page_apptest_rerun_<=1.5s"))))
+        if "runs_page_reload_s" in c:
+            out.append(("4 Runs page in headless Chromium: first load / reload median / new session (s)",
+                        f"{c['runs_page_first_load_s']} / {statistics.median(c['runs_page_reload_s']):.2f} / "
+                        f"{c['runs_page_new_session_s']}", "<= 1.5 s",
+                        yes(dash["targets_met"].get("runs_page_chromium_reload_<=1.5s"))))
+            live = c["live_curves"]
+            out.append(("4 live curves: epoch written -> drawn, median / max (s)",
+                        f"{live['median_s']} / {live['max_s']} ({live['updates']} epochs)", "<= 2 s",
+                        yes(dash["targets_met"].get("live_curves_max_<=2s"))))
+            out.append(("4 Predict page open: 1st in server / 2nd / 3rd session (s)",
+                        " / ".join(str(x) for x in c["predict_page_open_s"]), "TF imported once", "-"))
+    mem = load("memory", quick)
+    if mem:
+        server = mem["server"]
+        if "after_prediction" in server:
+            out.append((f"5 Streamlit server, {server['runs']} runs + model: RSS / peak (MiB)",
+                        f"{server['after_prediction']['rss_mb']} / {server['after_prediction']['peak_rss_mb']}",
+                        "measure", "-"))
+        for preset, w in mem["workers"].items():
+            out.append((f"5 worker peak RSS, {preset} (MiB)", f"{w['peak_rss_mb']}", "measure", "-"))
+        p = mem["prediction"]
+        out.append((f"5 RSS growth over {p['requests']} predictions after warm-up (MiB)",
+                    f"{p['growth_after_warmup_mb']} ({p['rss_mb_after_request']})", "no growth",
+                    yes(abs(p["growth_after_warmup_mb"]) < 5)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    table = rows(args.quick)
+    for name in ("input_pipeline", "train_step", "predict_latency", "dashboard", "memory"):
+        if load(name, args.quick) is None:
+            table.append((name, f"not run: `python -m bench.{name}`", "", ""))
+    print("| measurement | result | target | status |")
+    print("|---|---|---|---|")
+    for row in table:
+        print("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
