@@ -27,7 +27,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=["pipeline", "train"], default="train")
     p.add_argument("--feeder", choices=["idg", "tfdata", "memory"], default="memory")
     p.add_argument("--model", default="mini_xception")
-    p.add_argument("--augment", choices=["flip", "preset"], default="flip")
+    p.add_argument("--augment", choices=["flip", "preset", "preset_fused"], default="flip",
+                   help="flip only; the preset's Keras augmentation layers; or the preset's flip, "
+                        "rotation, zoom and translation fused into one affine warp (a candidate)")
     p.add_argument("--data", default="", help="FER2013 image folder (train/, test/)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=50, help="timed steps (batches)")
@@ -66,7 +68,45 @@ def our_dataset(args: argparse.Namespace):
     load_s = time.perf_counter() - start
     overrides = FLIP_ONLY if args.augment == "flip" else {}
     config = TrainConfig.for_architecture(args.model, batch_size=args.batch_size, **overrides)
+    if args.augment == "preset_fused":
+        return fused_dataset(dataset.train.images, dataset.train.labels, config), load_s, len(dataset.train)
     return training_dataset(dataset.train.images, dataset.train.labels, config), load_s, len(dataset.train)
+
+
+def fused_dataset(images, labels, config):
+    """``training_dataset`` with flip + rotation + zoom + translation as ONE bilinear affine warp per
+    image (the Keras layers warp three times). Same distributions as the layers: angle uniform in
+    +-rotation degrees, one zoom factor in 1 +- zoom for both axes, shifts uniform in +-translation
+    of the side, nearest fill. Crop and erasing are not covered (the mini_xception preset uses neither)."""
+    import math
+
+    import keras
+    import tensorflow as tf
+
+    from fer.config import TrainConfig
+    from fer.pipeline import training_dataset
+
+    plain = training_dataset(images, labels, TrainConfig.from_dict({**config.to_dict(), "augment": False}))
+    size = 48.0
+    centre = (size - 1) / 2
+
+    def warp(x, y):
+        n = tf.shape(x)[0]
+        angle = tf.random.uniform([n], -1.0, 1.0) * config.rotation * math.pi / 180
+        zoom = 1.0 + tf.random.uniform([n], -config.zoom, config.zoom)
+        dx = tf.random.uniform([n], -config.translation, config.translation) * size
+        dy = tf.random.uniform([n], -config.translation, config.translation) * size
+        flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0) if config.flip else tf.ones([n])
+        cos, sin = tf.cos(angle) * zoom, tf.sin(angle) * zoom
+        a0, a1, b0, b1 = cos * flip, -sin, sin * flip, cos
+        a2 = centre - a0 * centre - a1 * centre - dx
+        b2 = centre - b0 * centre - b1 * centre - dy
+        zeros = tf.zeros([n])
+        transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return keras.ops.image.affine_transform(x, transform, interpolation="bilinear",
+                                                fill_mode="nearest"), y
+
+    return plain.map(warp, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def measure_pipeline(args: argparse.Namespace) -> dict:

@@ -6,7 +6,8 @@
 Measures, each in a fresh process:
   (a) pipeline-only images/s: the seeds' ``ImageDataGenerator(rescale=1/255, horizontal_flip=True,
       validation_split=0.2).flow_from_directory(...)`` (tf-keras) vs ``fer.pipeline.training_dataset``
-      with the same augmentation (flip only) and with the preset's full augmentation;
+      with the same augmentation (flip only) and with the preset's full augmentation (Keras layers,
+      and a fused one-warp candidate);
   (b) training images/s for ``seed_cnn_a`` and ``mini_xception`` fed by each pipeline;
   (c) the model-bound rate: the same model fed one in-memory batch over and over.
 Targets: ours >= 3x the baseline pipeline-only; training with ours >= 90% of the model-bound rate.
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # (name, job) for our interpreter and for the bench venv's (tf-keras baseline).
     ours = [("pipeline/ours_flip", {"mode": "pipeline", "feeder": "tfdata", "augment": "flip"}),
-            ("pipeline/ours_preset_aug", {"mode": "pipeline", "feeder": "tfdata", "augment": "preset"})]
+            ("pipeline/ours_preset_aug", {"mode": "pipeline", "feeder": "tfdata", "augment": "preset"}),
+            ("pipeline/ours_preset_fused", {"mode": "pipeline", "feeder": "tfdata", "augment": "preset_fused"})]
     if args.quick:
         ours = ours[:1]
     seeds = [("pipeline/seeds_idg", {"mode": "pipeline", "feeder": "idg"})]
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                  (f"{model}/ours_flip", {**train, "feeder": "tfdata", "augment": "flip"})]
         if not args.quick:
             ours.append((f"{model}/ours_preset_aug", {**train, "feeder": "tfdata", "augment": "preset"}))
+            ours.append((f"{model}/ours_preset_fused", {**train, "feeder": "tfdata", "augment": "preset_fused"}))
         seeds.append((f"{model}/seeds_idg", {**train, "feeder": "idg"}))
     if not baseline_python:
         seeds = []
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 pipeline["ours_preset_aug"]["images_per_s"] / seeds_rate, 2)
     for model, rows in training.items():
         bound = rows["model_bound"]["images_per_s"]
-        for name in ("ours_flip", "ours_preset_aug", "seeds_idg"):
+        for name in ("ours_flip", "ours_preset_aug", "ours_preset_fused", "seeds_idg"):
             if name in rows:
                 ratios[f"train_{model}_{name}_vs_model_bound"] = round(rows[name]["images_per_s"] / bound, 3)
         if "seeds_idg" in rows:
@@ -103,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                   "ours_flip = the same augmentation as the baseline (horizontal flip; rescaling is inside "
                   "the models); ours_preset_aug = the preset's flip+rotation+zoom+translation",
                   "--quick runs all jobs of one interpreter in one process: its numbers mean nothing",
+                  "ours_preset_fused = a candidate, not in the product: the preset's flip, rotation, zoom "
+                  "and translation as one affine warp per image (bench/_train_worker.fused_dataset) instead "
+                  "of three Keras layers that each warp the batch",
                   "setup_s of ours = fer.data.load_dataset decoding every PNG once (train+val+test); "
                   "the seeds pipeline decodes PNGs on every epoch"],
         "pipeline_only": pipeline, "training": training, "ratios": ratios, "targets_met": targets})

@@ -1,6 +1,6 @@
 """Issue 5.3 - prediction latency: image bytes -> probabilities for a 1-megapixel photo with one face.
 
-    python -m bench.predict_latency           # 200 runs per pipeline (p50/p95), batched faces/s
+    python -m bench.predict_latency           # 120 runs per pipeline (p50/p95), batched faces/s
     python -m bench.predict_latency --quick   # 5 runs (smoke test)
 
 Photo: scikit-image's astronaut.png (a real face, in the installed wheel, offline) upscaled to
@@ -117,7 +117,7 @@ def batched(predictor, total: int, sizes: list[int]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.predict_latency", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 runs, no reference (smoke test)")
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=120, help="timed runs per pipeline and photo (>= 100)")
     parser.add_argument("--no-reference", action="store_true", help="skip the fer PyPI package")
     args = parser.parse_args(argv)
     runs = 5 if args.quick else args.runs

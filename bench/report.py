@@ -33,14 +33,17 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
     if pipe:
         p, r = pipe["pipeline_only"], pipe["ratios"]
         seeds = p.get("seeds_idg", {}).get("images_per_s")
-        out.append(("1a pipeline-only images/s: seeds ImageDataGenerator / ours (flip) / ours (preset aug)",
+        out.append(("1a pipeline-only images/s: seeds ImageDataGenerator / ours (flip) / ours (preset aug) / "
+                    "fused preset aug (candidate)",
                     f"{seeds} / {p['ours_flip']['images_per_s']} / {p.get('ours_preset_aug', {}).get('images_per_s')}"
+                    f" / {p.get('ours_preset_fused', {}).get('images_per_s')}"
                     f" (ours = {r.get('pipeline_ours_flip_vs_seeds')}x)", ">= 3x seeds",
                     yes(pipe["targets_met"].get("pipeline_ours_>=3x_seeds"))))
         for model, t in pipe["training"].items():
-            out.append((f"1b/c {model} training images/s: model-bound / ours (flip) / ours (preset aug) / seeds",
+            out.append((f"1b/c {model} training images/s: model-bound / ours (flip) / ours (preset aug) / "
+                        "fused preset aug (candidate) / seeds",
                         " / ".join(str(t.get(k, {}).get("images_per_s")) for k in
-                                   ("model_bound", "ours_flip", "ours_preset_aug", "seeds_idg"))
+                                   ("model_bound", "ours_flip", "ours_preset_aug", "ours_preset_fused", "seeds_idg"))
                         + f" (ours = {r.get(f'train_{model}_ours_flip_vs_model_bound', 0):.0%} of model-bound)",
                         ">= 90% of model-bound", yes(pipe["targets_met"].get(f"train_{model}_ours_>=90%_model_bound"))))
     step = load("train_step", quick)
