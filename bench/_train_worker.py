@@ -220,10 +220,20 @@ def measure_train(args: argparse.Namespace) -> dict:
 
 
 def _traces(model) -> int | None:
-    """How many times the train function was traced so far (None where Keras does not say)."""
-    function = getattr(model, "train_function", None)
-    counter = getattr(function, "experimental_get_tracing_count", None)
-    return counter() if counter else None
+    """How many times the tf.functions behind Keras' train function were traced so far (Keras 3
+    wraps them in plain Python closures); None where none is found."""
+    found: list[int] = []
+
+    def search(function, depth: int) -> None:
+        for cell in getattr(function, "__closure__", None) or []:
+            value = cell.cell_contents
+            if hasattr(value, "experimental_get_tracing_count"):
+                found.append(value.experimental_get_tracing_count())
+            elif callable(value) and depth < 3:
+                search(value, depth + 1)
+
+    search(getattr(model, "train_function", None), 0)
+    return sum(found) if found else None
 
 
 def options(job: dict) -> list[str]:
