@@ -68,7 +68,19 @@ def hardware() -> dict[str, Any]:
             versions[module] = __import__(module).__version__ if module in sys.modules else _version(module)
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gb": memory_gb,
             "gpu": _gpu(), "python": platform.python_version(), "platform": platform.platform(),
-            "versions": versions}
+            "versions": versions, "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
+
+
+def active_training_runs() -> list[str]:
+    """Runs in experiments/ (and FER_EXPERIMENTS) whose worker is alive: they skew every number."""
+    from fer.runs import ACTIVE_STATES, list_runs
+
+    roots = {ROOT / "experiments", Path(os.environ.get("FER_EXPERIMENTS") or ROOT / "experiments")}
+    found = []
+    for root in roots:
+        with contextlib.suppress(Exception):
+            found += [str(run.path) for run in list_runs(root) if run.state in ACTIVE_STATES]
+    return found
 
 
 def _version(module: str) -> str:
@@ -92,7 +104,7 @@ def _gpu() -> str:
 def write_result(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """Print ``result`` as JSON and save it to bench/results/<name>.json."""
     result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "hardware": hardware(), **result}
+              "hardware": hardware(), "training_runs_active_at_end": active_training_runs(), **result}
     text = json.dumps(result, indent=2, default=_plain)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}{'-quick' if result.get('quick') else ''}.json").write_text(text + "\n")

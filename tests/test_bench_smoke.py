@@ -60,3 +60,11 @@ def test_memory(tmp_path):
     out = run_bench("memory", tmp_path)
     assert out["workers"]["mini_xception"]["peak_rss_mb"] > 0
     assert out["prediction"]["requests"] == 20
+
+
+def test_report_table_from_results():
+    """bench.report prints a Markdown table (rows for whatever results exist)."""
+    result = subprocess.run([sys.executable, "-m", "bench.report", "--quick"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("| measurement | result | target | status |")
