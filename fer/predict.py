@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
 
@@ -231,13 +231,17 @@ def draw_boxes(image: Image.Image, results: list[FaceResult]) -> Image.Image:
     out = image.copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 250))
+    font = ImageFont.load_default(size=max(12, round(max(out.size) / 40)))
     for number, result in enumerate(results, start=1):
         if result.whole_image:
             continue
         x, y, w, h = result.box
         draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
         text = f"{number}: {result.label} {result.probabilities.max():.0%}"
-        draw.text((x + width, max(0, y - 12 * width // 2 - 12)), text, fill=(255, 64, 64))
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        ty = y - (bottom - top) - 2 * width if y >= (bottom - top) + 2 * width else y + h + width
+        draw.rectangle([x, ty, x + right - left + 2 * width, ty + bottom - top + 2 * width], fill=(255, 64, 64))
+        draw.text((x + width - left, ty + width - top), text, fill=(255, 255, 255), font=font)
     return out
 
 

@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 
 from fer.config import TrainConfig  # noqa: E402
 from fer.models import build_model  # noqa: E402
-from fer.predict import ImageError, ModelError, Predictor, draw_boxes, read_image  # noqa: E402
+from fer.predict import FaceResult, ImageError, ModelError, Predictor, draw_boxes, read_image  # noqa: E402
 
 
 def astronaut_png() -> bytes:
@@ -211,3 +211,22 @@ def test_other_formats_are_refused(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(ModelError, match="not a .keras"):
         Predictor.load(path)
+
+
+def _text_rows(image: Image.Image) -> np.ndarray:
+    """Rows of ``image`` (a grey photo) that hold white label text."""
+    return np.where((np.asarray(image) == 255).all(axis=2).any(axis=1))[0]
+
+
+def test_box_labels_are_drawn_large_enough_to_read_and_stay_inside_the_image():
+    """The label on a face box scales with the photo (not an 11-pixel bitmap font) and moves
+    below the box when the face touches the top edge."""
+    probabilities = np.eye(len(CLASSES), dtype=np.float32)[3]
+    face = np.zeros((48, 48), np.uint8)
+    photo = Image.new("RGB", (1200, 900), (128, 128, 128))
+    middle = draw_boxes(photo, [FaceResult((400, 300, 300, 300), probabilities, face)])
+    rows = _text_rows(middle)
+    assert rows.max() - rows.min() >= 15 and rows.max() < 300  # legible, above the box
+    top = draw_boxes(photo, [FaceResult((400, 0, 300, 300), probabilities, face)])
+    rows = _text_rows(top)
+    assert rows.max() - rows.min() >= 15 and rows.min() > 300  # moved below the box
