@@ -336,3 +336,23 @@ def wait_idle(page, timeout_ms: float = 60_000) -> None:
 
 def temp_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"fer-bench-{prefix}-"))
+
+
+def add_model_and_data_arguments(parser, result_name: str) -> None:
+    """The ``--model``, ``--data`` and ``--output`` options of the accuracy benchmarks."""
+    parser.add_argument("--model", default="", help="our model: a run folder or .keras file (default: shipped)")
+    parser.add_argument("--data", default="", help="FER2013 location (default: FER_DATA or the shared archive)")
+    parser.add_argument("--output", default=str(RESULTS / f"{result_name}.json"))
+
+
+def load_predictor_and_split(args, split: str):
+    """(Predictor, dataset split) for ``args.model`` and ``args.data``; exits 2 with a message."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from fer.data import DataError, load_dataset
+    from fer.predict import ModelError, Predictor
+
+    try:
+        return Predictor.load(args.model or None), load_dataset(args.data or None).split(split)
+    except (DataError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_model_and_data_arguments, load_predictor_and_split  # noqa: E402
 from fer import CLASSES  # noqa: E402
 
 REFERENCE_VERSION = "25.10.3"
@@ -151,24 +152,14 @@ def score(labels: np.ndarray, probabilities: np.ndarray | None, detected: np.nda
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="", help="our model: a run folder or .keras file (default: shipped)")
-    parser.add_argument("--data", default="", help="FER2013 location (default: FER_DATA or the shared archive)")
+    add_model_and_data_arguments(parser, "reference_accuracy")
     parser.add_argument("--reference", default="", help="folder with the reference's model files")
     parser.add_argument("--limit", type=int, default=0, help="use a random subset of N PrivateTest faces")
     parser.add_argument("--no-photos", action="store_true", help="skip the face-detection comparison")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "reference_accuracy.json"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ours, test = load_predictor_and_split(args, "test")
+    from fer.predict import crop_face, detect_faces
 
-    from fer.data import DataError, load_dataset
-    from fer.predict import ModelError, Predictor, crop_face, detect_faces
-
-    try:
-        ours = Predictor.load(args.model or None)
-        test = load_dataset(args.data or None).test
-    except (DataError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     images, labels = test.images, test.labels
     if args.limit and args.limit < len(labels):
         # A seeded random subset: the split is ordered by class.

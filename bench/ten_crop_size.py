@@ -23,25 +23,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_model_and_data_arguments, load_predictor_and_split  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="", help="a run folder or .keras file (default: the shipped model)")
-    parser.add_argument("--data", default="", help="FER2013 location (default: FER_DATA or the shared archive)")
+    add_model_and_data_arguments(parser, "ten_crop_size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[38, 40, 42, 44, 46])
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "ten_crop_size.json"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    from fer.data import DataError, load_dataset
-    from fer.predict import ModelError, Predictor
-
-    try:
-        predictor = Predictor.load(args.model or None)
-        val = load_dataset(args.data or None).val
-    except (DataError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    predictor, val = load_predictor_and_split(args, "val")
 
     def accuracy(probabilities: np.ndarray) -> float:
         return round(float((probabilities.argmax(axis=1) == val.labels).mean()), 4)

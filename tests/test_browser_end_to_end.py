@@ -122,4 +122,3 @@ def test_train_watch_and_predict_in_a_real_browser(server, page):
     page.wait_for_timeout(500)
     text = page.inner_text("body")
     assert "Traceback" not in text
-    assert time.time()  # the page rendered without errors
