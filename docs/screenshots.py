@@ -3,7 +3,7 @@
     python docs/screenshots.py [--run RUN_ID] [--photo PATH]
 
 Starts ``streamlit run streamlit_app.py`` on a free port with this project's ``experiments/``,
-opens each page as a user would (the Runs and Evaluate pages on ``--run``, the Predict page with
+opens each page as a user would (the Runs page on ``--run``, Evaluate on the shipped model, the Predict page with
 ``--photo`` uploaded: scikit-image's astronaut by default) and saves a full-page PNG of each.
 Needs Debian's ``chromium`` (``CHROMIUM`` overrides the path) and Playwright's Python package.
 """
@@ -51,7 +51,8 @@ def settle(page, seconds: float = 2.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="default-mini-xception", help="run shown on Runs and Evaluate")
+    parser.add_argument("--run", default="default-mini-xception", help="run shown on the Runs page")
+    parser.add_argument("--evaluate", default="default", help="run shown on Evaluate (default: the shipped model)")
     parser.add_argument("--photo", default="", help="photo uploaded on Predict (default: the astronaut)")
     args = parser.parse_args(argv)
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             page.set_default_timeout(120_000)
             OUT.mkdir(parents=True, exist_ok=True)
             shots = [("train", "/train", None), ("runs", f"/runs?run={args.run}", None),
-                     ("evaluate", f"/evaluate?run={args.run}", None), ("predict", "/predict", photo)]
+                     ("evaluate", f"/evaluate?run={args.evaluate}", None), ("predict", "/predict", photo)]
             for name, path, upload in shots:
                 page.goto(url + path)
                 settle(page)
