@@ -85,7 +85,8 @@ def test_run_stopped_during_evaluation_explains_how_to_evaluate(root):
 
 @pytest.mark.parametrize("bad", ["../../etc", "/etc/passwd", "a\0b", "x" * 5000, "..", "%2e%2e%2fetc"])
 @pytest.mark.parametrize("page", ["runs", "evaluate"])
-def test_run_ids_in_the_address_never_escape_and_never_crash(root, page, bad):
+def test_run_ids_in_the_address_never_escape_and_never_crash(root, page, bad, monkeypatch, tmp_path):
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")  # "only" is the only model
     fake_run(root, "only")
     app = open_page(page, {"run": bad})
     no_exception(app)
