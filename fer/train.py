@@ -131,8 +131,10 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
             self._progress(0, "training", force=True)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            # With steps_per_execution, ``batch`` is the last step of the call (the last call of an
+            # epoch may be planned past its end).
             stop.check()
-            self._progress(batch + 1, "training")
+            self._progress(min(batch + 1, steps), "training")
 
         def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
             stop.check()
@@ -245,7 +247,7 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     model = build_model(config)
     model.compile(optimizer=_optimizer(config, steps),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
 
     done = _completed_epochs(run_dir)
     _trim_history(run_dir, done)
@@ -270,6 +272,11 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     from fer.evaluate import evaluate_run
 
     return evaluate_run(run_dir, dataset)
+
+
+def steps_per_execution(config: TrainConfig, steps: int) -> int:
+    """Keras' ``steps_per_execution`` for this run: the architecture's, at most one epoch."""
+    return max(1, min(ARCHITECTURES[config.architecture].steps_per_execution, steps))
 
 
 # How long a new worker waits for the run's lock: a stopped worker writes its final status and
