@@ -76,13 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_server(url)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Streamlit scrolls inside the page, so a full-page shot is one viewport: make it tall.
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(120_000)
             OUT.mkdir(parents=True, exist_ok=True)
-            shots = [("train", "/train", None), ("runs", f"/runs?run={args.run}", None),
-                     ("evaluate", f"/evaluate?run={args.evaluate}", None), ("predict", "/predict", photo)]
-            for name, path, upload in shots:
+            # (name, address, what shows that the page is drawn, photo to upload)
+            shots = [("train", "/train", "button:has-text('Launch training')", None),
+                     ("runs", f"/runs?run={args.run}", ".js-plotly-plot", None),
+                     ("evaluate", f"/evaluate?run={args.evaluate}", ".js-plotly-plot", None),
+                     ("predict", "/predict", "[data-testid='stFileUploaderDropzone']", photo)]
+            for name, path, drawn, upload in shots:
                 page.goto(url + path)
+                page.locator(drawn).first.wait_for()
                 settle(page)
                 if upload is not None:
                     page.locator("input[type=file]").first.set_input_files(str(upload))
