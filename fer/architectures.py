@@ -33,8 +33,8 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
             description="Depthwise-separable residual CNN, ~60k parameters; fast on a CPU.",
             source="Arriaga, Ploeger, Valdenegro (2017), arXiv:1710.07557",
             params=58_423,
-            # The CPU preset: 75 epochs took 50 minutes on two idle cores (40 s each) before
-            # steps_per_execution (about a third less since); a cosine
+            # The CPU preset: 75 epochs take 50 minutes on two idle cores (38-40 s each; 100
+            # epochs were no better on PublicTest); a cosine
             # decay to zero over a fixed budget beats a plateau schedule that never gets to decay.
             defaults={"epochs": 75, "learning_rate": 1e-3, "optimizer": "adam",
                       "lr_schedule": "cosine", "early_stopping_patience": 0, "l2": 1e-2,
