@@ -13,40 +13,23 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import StreamlitServer, chromium, wait_idle  # noqa: E402
+
 OUT = ROOT / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_server(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"error: the Streamlit server at {url} did not start within {timeout:.0f} s")
-
-
-def settle(page, seconds: float = 2.0) -> None:
-    """Wait until Streamlit's script has finished (no 'Running...' indicator), then a bit more."""
+def settle(page) -> None:
+    """Streamlit's script has finished, and its charts have had time to draw."""
     page.wait_for_timeout(500)
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=120_000)
-    page.wait_for_timeout(seconds * 1000)
+    wait_idle(page, 120_000)
+    page.wait_for_timeout(2000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,27 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", default="default", help="run shown on Evaluate (default: the shipped model)")
     parser.add_argument("--photo", default="", help="photo uploaded on Predict (default: the astronaut)")
     args = parser.parse_args(argv)
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    if not (os.environ.get("CHROMIUM") or shutil.which("chromium")):
         print("error: Chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 2
-    from playwright.sync_api import sync_playwright
-
     photo = Path(args.photo) if args.photo else None
     if photo is None:
         import skimage
 
         photo = Path(skimage.__file__).parent / "data" / "astronaut.png"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = StreamlitServer({}, Path(tempfile.mkdtemp(prefix="fer-screenshots-")) / "server.log")
+    url = server.url
     try:
-        wait_for_server(url)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        playwright, browser = chromium()
+        try:
             # Streamlit scrolls inside the page, so a full-page shot is one viewport: make it tall.
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(120_000)
@@ -95,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                     settle(page)
                 page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
                 print(OUT / f"{name}.png")
+        finally:
             browser.close()
+            playwright.stop()
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
     return 0
 
 
