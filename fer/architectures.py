@@ -19,7 +19,7 @@ class ArchitectureInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
     # Training steps per call into TensorFlow (Keras' ``steps_per_execution``): fewer Python
     # round trips for small networks (bench/train_step.py: 1.57x for mini_xception on a 2-core
-    # CPU, nothing for vgg_fer). Stop and the progress bar act between calls, so a call must
+    # CPU, though a real run only went from 39 to 38 s an epoch; nothing for vgg_fer). Stop and the progress bar act between calls, so a call must
     # stay well under a second or two.
     steps_per_execution: int = 1
 
