@@ -11,10 +11,12 @@ from typing import Any
 
 from fer import IMAGE_SIZE
 from fer.architectures import ARCHITECTURES
+from fer.backends import BACKENDS, default_backend
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MIN_CROP = 24
 LR_SCHEDULES = ("none", "plateau", "cosine")
+MAX_DEVICES = 64
 PLATEAU_MONITORS = ("val_loss", "val_accuracy")
 
 
@@ -48,7 +50,13 @@ PARAMETER_HELP: dict[str, str] = {
     "validation_split": "fraction of train held out for validation when the data has no PublicTest",
     "max_train_samples": "train on a stratified subset of this many images (0 = all), for quick trials",
     "seed": "random seed for shuffling, augmentation, splits and initial weights",
-    "mixed_precision": "float16 compute (for GPUs; slower on most CPUs)",
+    "mixed_precision": "16-bit compute (bfloat16 on TPUs and recent GPUs under JAX, float16 "
+                       "otherwise; slower on most CPUs)",
+    "backend": "Keras backend that trains the run: tensorflow or jax (must be installed)",
+    "devices": "accelerators to train on in parallel (data parallelism, 1-64); batch_size is the "
+               "global batch, split evenly across them",
+    "deterministic": "same seed, same machine and backend, same run (deterministic kernels; "
+                     "see the README for what it costs)",
 }
 
 
@@ -90,6 +98,9 @@ class TrainConfig:
     max_train_samples: int = 0
     seed: int = 42
     mixed_precision: bool = False
+    backend: str = "tensorflow"
+    devices: int = 1
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -98,10 +109,12 @@ class TrainConfig:
 
     @classmethod
     def for_architecture(cls, architecture: str, **overrides: Any) -> TrainConfig:
-        """The architecture's recommended settings, then ``overrides`` on top."""
+        """The architecture's recommended settings, then ``overrides`` on top; the backend is
+        ``KERAS_BACKEND`` or the first installed one unless given."""
         if architecture not in ARCHITECTURES:
             raise ConfigError([_unknown_architecture(architecture)])
-        values = {**ARCHITECTURES[architecture].defaults, **overrides, "architecture": architecture}
+        values = {"backend": default_backend(), **ARCHITECTURES[architecture].defaults, **overrides,
+                  "architecture": architecture}
         return cls.from_dict(values)
 
     @classmethod
@@ -235,4 +248,9 @@ def _problems(c: TrainConfig) -> list[str]:
     check_range("validation_split", 0.0, 0.5, low_open=True, high_open=True)
     check_range("max_train_samples", 0, 10_000_000)
     check_range("seed", 0, 2**31 - 1)
+    check_choice("backend", BACKENDS)
+    check_range("devices", 1, MAX_DEVICES)
+    if c.devices > 1 and c.batch_size % c.devices:
+        problems.append(f"batch_size={c.batch_size} must be a multiple of devices={c.devices} "
+                        "(each device trains an equal share of the global batch)")
     return problems

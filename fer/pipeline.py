@@ -1,65 +1,89 @@
-"""tf.data input pipelines: decode once (arrays in memory), cache, shuffle, batch, augment, prefetch."""
+"""Input pipelines for every Keras backend: in-memory arrays, seeded shuffling, full batches.
+
+Augmentation is not done here: it is a layer inside the training step (``fer.augment``), so the
+pipeline only shuffles and slices arrays that are already in memory, and Keras prefetches the
+next batches while the current step runs.
+"""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from fer import IMAGE_SIZE, NUM_CLASSES
-from fer.config import TrainConfig
+from fer import NUM_CLASSES
 
 
-def augmentation(config: TrainConfig) -> keras.Sequential | None:
-    """Keras preprocessing layers for the switches in ``config`` (None when all are off)."""
-    if not config.augment:
-        return None
-    seed = config.seed
-    layers: list[keras.layers.Layer] = []
-    if config.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if config.rotation > 0:
-        # RandomRotation takes a fraction of a full turn.
-        layers.append(keras.layers.RandomRotation(config.rotation / 360.0, fill_mode="nearest", seed=seed))
-    if config.zoom > 0:
-        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed))
-    if config.translation > 0:
-        layers.append(keras.layers.RandomTranslation(
-            config.translation, config.translation, fill_mode="nearest", seed=seed))
-    if config.crop:
-        # A random crop of the face, zoomed back to the model's input size; ten-crop TTA at test
-        # time averages the same kind of view (Khaireddin & Chen train on random 40x40 crops).
-        layers.append(keras.layers.RandomCrop(config.crop, config.crop, seed=seed))
-        layers.append(keras.layers.Resizing(IMAGE_SIZE, IMAGE_SIZE))
-    if config.erasing > 0:
-        # A (p, p) factor applies erasing to each image with probability p.
-        layers.append(keras.layers.RandomErasing(
-            factor=(config.erasing, config.erasing), value_range=(0, 255), seed=seed))
-    return keras.Sequential(layers, name="augmentation") if layers else None
-
-
-def _features(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+def _features(images: np.ndarray) -> np.ndarray:
     # Models take raw 0-255 pixels with a channel axis; they rescale themselves.
-    x = images.astype(np.float32)[..., None]
-    y = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float32)
-    return tf.data.Dataset.from_tensor_slices((x, y))
+    return np.ascontiguousarray(images, dtype=np.float32)[..., None]
 
 
-def training_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig) -> tf.data.Dataset:
-    """Shuffled, augmented batches. Always full batches: a short last batch crashes oneDNN on CPU."""
-    if config.batch_size > len(labels):
-        raise ValueError(
-            f"batch_size={config.batch_size} is larger than the training set ({len(labels)} images)"
-        )
-    augment = augmentation(config)
-    ds = _features(images, labels).cache()
-    ds = ds.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size, drop_remainder=True)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
 
-def evaluation_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Batches in file order, no augmentation."""
-    return _features(images, labels).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+class TrainingBatches(keras.utils.PyDataset):
+    """Shuffled full batches of (faces, one-hot labels[, sample weights]).
+
+    Epoch ``e`` uses the permutation drawn from ``(seed, e)``, so a run resumed at epoch ``e``
+    sees the batches it would have seen without the interruption. Only full batches: a short last
+    batch crashes oneDNN on CPU and would recompile an XLA step for a new shape.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                 first_epoch: int = 0, class_weights: dict[int, float] | None = None):
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
+        if batch_size > len(labels):
+            raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(labels)} images)")
+        self.x = _features(images)
+        self.y = _one_hot(labels)
+        self.weights = None
+        if class_weights:
+            table = np.array([class_weights.get(c, 1.0) for c in range(NUM_CLASSES)], dtype=np.float32)
+            self.weights = table[np.asarray(labels, dtype=np.int64)]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = first_epoch
+        self.order = self._order(first_epoch)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
+
+    def __len__(self) -> int:
+        return len(self.y) // self.batch_size
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        if self.weights is None:
+            return self.x[rows], self.y[rows]
+        return self.x[rows], self.y[rows], self.weights[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order(self.epoch)
+
+
+class EvaluationBatches(keras.utils.PyDataset):
+    """Batches in file order, no augmentation; the last batch may be short."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.x, self.y, self.batch_size = _features(images), _one_hot(labels), batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+
+def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                     first_epoch: int = 0, class_weights: dict[int, float] | None = None) -> TrainingBatches:
+    """The training input of a run (see ``TrainingBatches``)."""
+    return TrainingBatches(images, labels, batch_size, seed, first_epoch, class_weights)
+
+
+def evaluation_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> EvaluationBatches:
+    """The validation input of a run (see ``EvaluationBatches``)."""
+    return EvaluationBatches(images, labels, batch_size)

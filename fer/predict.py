@@ -320,16 +320,9 @@ class Predictor:
 
     def _traced(self):
         if getattr(self, "_call", None) is None:
-            import tensorflow as tf
+            import keras
 
-            model = self.model
-
-            @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)],
-                         reduce_retracing=True)
-            def call(batch):
-                return model(batch, training=False)
-
-            self._call = call
+            self._call = (_tensorflow_call if keras.backend.backend() == "tensorflow" else _jax_call)(self.model)
         return self._call
 
     def predict_image(self, image: bytes | Image.Image, whole_image_if_no_face: bool = False,
@@ -353,6 +346,39 @@ class Predictor:
             return []
         probabilities = self.predict_faces(faces, tta=tta)
         return [FaceResult(box, probs, face, whole) for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
+
+
+def _tensorflow_call(model):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)],
+                 reduce_retracing=True)
+    def call(batch):
+        return model(batch, training=False)
+
+    return call
+
+
+def _jax_call(model):
+    """The model as one compiled XLA call; batches are padded to a power of two, so a handful of
+    shapes (1, 2, 4, ... 256 faces) are compiled once each instead of one per face count."""
+    import jax
+
+    @jax.jit
+    def stateless(trainable, non_trainable, batch):
+        return model.stateless_call(trainable, non_trainable, batch, training=False)[0]
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        count = len(batch)
+        size = 1 << max(0, count - 1).bit_length()
+        if size > count:
+            batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), batch.dtype)])
+        return np.asarray(stateless(trainable, non_trainable, batch))[:count]
+
+    return call
 
 
 def _trained_crop(path: Path) -> int:

@@ -33,7 +33,9 @@ from fer.config import (
     ConfigError,
     TrainConfig,
 )
+from fer.backends import BackendError
 from fer.data import DataError
+from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
 from fer.files import read_json, write_json_atomic
 from fer.runs import (
     CHECKPOINT_CONFIG,
@@ -102,6 +104,8 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
                best_so_far: float | None) -> list:
     import keras
 
+    from fer.augment import network_of
+
     class RunStatus(keras.callbacks.Callback):
         """Progress for the UI (throttled) and the best-epoch summary in status.json."""
 
@@ -146,6 +150,13 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
                 self.model.optimizer.learning_rate))
             logs["seconds"] = round(time.time() - self.epoch_start, 2)
 
+    class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
+        """Saves the trained network alone: the augmentation in front of it is not part of it."""
+
+        @property
+        def model(self):
+            return network_of(super().model)
+
     class BestSoFar(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             history = read_history(run_dir)
@@ -157,9 +168,8 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
     callbacks = [
         RunStatus(),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor="val_accuracy",
-                                        mode="max", save_best_only=True,
-                                        initial_value_threshold=best_so_far),
+        NetworkCheckpoint(str(run_dir / "model.keras"), monitor="val_accuracy", mode="max",
+                          save_best_only=True, initial_value_threshold=best_so_far),
         BestSoFar(),
     ]
     if config.lr_schedule == "plateau":
@@ -226,28 +236,35 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     stop.check()
 
     write_status(run_dir, phase="building model")
-    if config.batch_size % 2:
-        # oneDNN's CPU kernels corrupt memory when training strided convolutions (mini-Xception's
-        # 1x1/2 residuals) on odd batch sizes; TensorFlow reads this switch when it is imported.
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    prepare_process(config)
     import keras
 
+    from fer.augment import with_augmentation
     from fer.models import VGG16_WEIGHTS, build_model
-    from fer.pipeline import evaluation_dataset, training_dataset
+    from fer.pipeline import evaluation_batches, training_batches
 
-    keras.utils.set_random_seed(config.seed)
+    device = open_devices(config)
+    write_status(run_dir, backend=keras.backend.backend(), device=device)
+    print(f"[fer] Keras {keras.__version__} on {keras.backend.backend()}, {device}", flush=True)
+    make_deterministic(config)
     if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        # bfloat16 needs no loss scaling; TensorFlow's CPU and older GPUs only have fast float16.
+        keras.mixed_precision.set_global_policy(
+            "mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16")
     if config.architecture == "vgg16_transfer" and not VGG16_WEIGHTS.is_file():
         print(f"[fer] note: no ImageNet weights at {VGG16_WEIGHTS}; VGG16 trains from scratch",
               flush=True)
-    train_ds = training_dataset(dataset.train.images, dataset.train.labels, config)
-    val_ds = evaluation_dataset(dataset.val.images, dataset.val.labels, 256)
-    steps = len(dataset.train) // config.batch_size
-    model = build_model(config)
-    model.compile(optimizer=_optimizer(config, steps),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
+    done = _completed_epochs(run_dir)
+    train_data = training_batches(
+        dataset.train.images, dataset.train.labels, config.batch_size, config.seed, first_epoch=done,
+        class_weights=_class_weights(dataset.train.labels) if config.class_weights else None)
+    val_data = evaluation_batches(dataset.val.images, dataset.val.labels)
+    steps = len(train_data)
+    with training_scope(config):
+        model = with_augmentation(build_model(config), config)
+        model.compile(optimizer=_optimizer(config, steps),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                      metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
 
     done = _completed_epochs(run_dir)
     _trim_history(run_dir, done)
@@ -258,9 +275,9 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     write_status(run_dir, phase="training", epochs_done=done)
     stop.check()
     stop.in_fit = True
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=2, shuffle=False,
-              callbacks=_callbacks(run_dir, config, stop, steps, best_so_far),
-              class_weight=_class_weights(dataset.train.labels) if config.class_weights else None)
+    with training_scope(config):
+        model.fit(train_data, validation_data=val_data, epochs=config.epochs, verbose=2,
+                  callbacks=_callbacks(run_dir, config, stop, steps, best_so_far))
     # Training is complete and Keras has deleted the resume backup: a stop from here on ends the
     # run as finished (its best model is saved) and skips the evaluation instead of waiting for it.
     stop.in_fit = False
@@ -316,7 +333,7 @@ def run_worker(run_dir: Path) -> int:
                 "stopped during the evaluation: training is complete and model.keras holds the best "
                 f"epoch; evaluate it with: python -m fer.evaluate --run {run_dir}"))
         print(f"[fer] {status['state']} (stop requested)", flush=True)
-    except (ConfigError, DataError, RunError) as exc:
+    except (ConfigError, DataError, RunError, BackendError, DeviceError) as exc:
         status = {"state": "failed", "error": str(exc)}
         print(f"[fer] error: {exc}", flush=True)
     except MemoryError:

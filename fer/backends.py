@@ -1,0 +1,55 @@
+"""Keras backends a run can train on, without importing Keras or any framework.
+
+A process picks its backend once, before its first ``import keras`` (Keras reads
+``KERAS_BACKEND`` then); the worker does it from the run's config.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+BACKENDS: tuple[str, ...] = ("tensorflow", "jax")
+
+
+class BackendError(RuntimeError):
+    """The requested backend is not installed or cannot be switched to in this process."""
+
+
+def installed_backends() -> list[str]:
+    """The backends whose framework is importable here (found on the path, not imported)."""
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+def default_backend() -> str:
+    """``KERAS_BACKEND`` when it names a supported backend, else the first installed one."""
+    wanted = os.environ.get("KERAS_BACKEND", "").strip().lower()
+    if wanted in BACKENDS:
+        return wanted
+    installed = installed_backends()
+    return installed[0] if installed else BACKENDS[0]
+
+
+def activate(backend: str) -> None:
+    """Make ``backend`` the Keras backend of this process; call before importing Keras."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(backend) is None:
+        installed = ", ".join(installed_backends()) or "none"
+        raise BackendError(f"backend {backend!r} is not installed here (installed: {installed}); "
+                           f"install it (see the README's 'Backends and devices') or pick another")
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise BackendError(f"Keras already runs on {current} in this process; "
+                               f"{backend} needs a new process")
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def current_backend() -> str:
+    """The backend Keras uses (or will use) in this process."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return default_backend()
