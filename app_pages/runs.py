@@ -138,7 +138,9 @@ def run_card(run: RunSummary) -> None:
         architecture = ARCHITECTURES.get(run.architecture)
         st.markdown(f"#### {run.run_id}")
         st.markdown(status_line(run))
-        details = [architecture.title if architecture else run.architecture]
+        row = run.row()
+        details = [architecture.title if architecture else run.architecture,
+                   f"{row['backend']} on {row['device']}" if row["device"] else row["backend"]]
         if run.status.get("train_size"):
             details.append(f"{run.status['train_size']} training / {run.status.get('val_size')} validation / "
                            f"{run.status.get('test_size')} test faces")

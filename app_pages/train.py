@@ -8,7 +8,16 @@ from typing import Any
 import streamlit as st
 
 from fer.architectures import ARCHITECTURES, architecture_names
-from fer.config import LR_SCHEDULES, OPTIMIZERS, PARAMETER_HELP, PLATEAU_MONITORS, ConfigError, TrainConfig
+from fer.backends import BACKENDS, installed_backends
+from fer.config import (
+    LR_SCHEDULES,
+    MAX_DEVICES,
+    OPTIMIZERS,
+    PARAMETER_HELP,
+    PLATEAU_MONITORS,
+    ConfigError,
+    TrainConfig,
+)
 from fer.data import (
     SPLIT_TITLES,
     DataError,
@@ -22,7 +31,8 @@ from fer.ui import cli_command, dataset_counts_frame, escape_markdown, format_pa
 
 # Widget label and range per hyperparameter (the ranges fer.config validates); help texts come
 # from fer.config.PARAMETER_HELP, shared with the CLI.
-CHOICES = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "plateau_monitor": PLATEAU_MONITORS}
+CHOICES = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "plateau_monitor": PLATEAU_MONITORS,
+           "backend": BACKENDS}
 WIDGETS: dict[str, dict[str, Any]] = {
     "epochs": {"label": "Epochs", "min_value": 1, "max_value": 10_000},
     "batch_size": {"label": "Batch size", "min_value": 1, "max_value": 4096},
@@ -60,18 +70,26 @@ WIDGETS: dict[str, dict[str, Any]] = {
                         "format": "%g"},
     "seed": {"label": "Seed", "min_value": 0, "max_value": 2**31 - 1},
     "mixed_precision": {"label": "Mixed precision"},
+    "backend": {"label": "Keras backend"},
+    "devices": {"label": "Devices", "min_value": 1, "max_value": MAX_DEVICES},
+    "deterministic": {"label": "Deterministic"},
 }
 MAIN_GROUPS = {
     "Optimisation": ["epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule"],
     "Regularisation": ["dropout", "l2", "early_stopping_patience", "augment"],
+    "Hardware": ["backend", "devices", "mixed_precision", "deterministic"],
 }
 ADVANCED_GROUPS = {
     "Optimizer and schedule": ["momentum", "weight_decay", "plateau_monitor", "plateau_factor",
                                "plateau_patience"],
     "Augmentation": ["flip", "rotation", "zoom", "translation", "erasing", "crop"],
     "Data and loss": ["validation_split", "max_train_samples", "class_weights", "label_smoothing",
-                      "seed", "mixed_precision"],
+                      "seed"],
 }
+# How to install each backend's framework (one per fer.backends.BACKENDS); a backend that is not
+# installed cannot be launched.
+INSTALL_COMMANDS = {"tensorflow": "pip install -r requirements.txt",
+                    "jax": "pip install -r requirements-jax.txt"}
 TOKEN = "train.submission"  # one token per form submission; a launch consumes it
 LAUNCHED = "train.launched"
 ERRORS = "train.errors"
@@ -86,6 +104,17 @@ def new_submission() -> None:
     st.session_state[TOKEN] = secrets.token_hex(8)
 
 
+def backend_label(backend: str) -> str:
+    return backend if backend in installed_backends() else f"{backend} (not installed)"
+
+
+def missing_backend(backend: str) -> str | None:
+    """Why ``backend`` cannot train here, or None when its framework is installed."""
+    if backend in installed_backends():
+        return None
+    return f"{backend} is not installed here: `{INSTALL_COMMANDS[backend]}`"
+
+
 def hyperparameter_widget(architecture: str, name: str, default: Any) -> Any:
     spec = dict(WIDGETS[name])
     label = spec.pop("label")
@@ -93,6 +122,8 @@ def hyperparameter_widget(architecture: str, name: str, default: Any) -> Any:
               "on_change": new_submission}
     if name in CHOICES:
         options = list(CHOICES[name])
+        if name == "backend":
+            common["format_func"] = backend_label
         return st.selectbox(label, options, index=options.index(default), **common)
     if isinstance(default, bool):
         return st.checkbox(label, value=default, **common)
@@ -118,6 +149,9 @@ def launch_run(token: str) -> None:
     name = st.session_state.get("train.name", "").strip()
     try:
         config = TrainConfig.from_dict(values)
+        problem = missing_backend(config.backend)
+        if problem:
+            raise ConfigError([problem])
         if name:
             run_path(name)  # a clear message for a bad name before anything is created
         resolve_location(config.data or None)
@@ -206,8 +240,11 @@ st.markdown("Equivalent command line:")
 st.code(cli_command(form_values(architecture, data), run_name.strip()), language="bash", wrap_lines=True)
 
 token = st.session_state[TOKEN]
+backend_problem = missing_backend(form_values(architecture, data)["backend"])
+if backend_problem:
+    st.error(f"Cannot launch: {backend_problem} (or pick another Keras backend under **Hardware**).")
 st.button("Launch training", type="primary", icon=":material/rocket_launch:", on_click=launch_run,
-          args=(token,), disabled=token is None,
+          args=(token,), disabled=token is None or backend_problem is not None,
           help="Starts a background worker; this form is ready again once you change a setting.")
 errors = st.session_state.pop(ERRORS, None)
 if errors:

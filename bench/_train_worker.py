@@ -1,11 +1,29 @@
-"""One measurement in a fresh process (so thread settings, precision policies and caches never leak
-between measurements); used by bench.input_pipeline and bench.train_step. Prints one JSON line.
+"""Measurements in one process per (backend, model); used by bench.input_pipeline and bench.train_step.
+Prints one JSON line per job.
 
-    python -m bench._train_worker --mode pipeline|train --feeder idg|tfdata|memory --model NAME ...
-    python -m bench._train_worker --jobs '[{"mode": "train", ...}, ...]'   # several, one process
+    python -m bench._train_worker --mode compare --backend jax --model vgg_fer --data FOLDER \\
+        --candidates '[{"name": "model_bound", "feeder": "model_bound"}, ...]'
+    python -m bench._train_worker --mode pipeline --backend tensorflow --data FOLDER
+    python -m bench._train_worker --jobs '[{"mode": "compare", ...}, ...]'   # several, one process
 
-``--feeder idg`` needs tf-keras (the seeds' ImageDataGenerator): run it with the bench venv's
-python (see bench/common.py).
+``compare`` builds and compiles one training model per distinct model setting (augmentation,
+steps_per_execution, jit_compile, precision), warms every candidate up once, then alternates short
+timed fits over the candidates for several rounds (forward order in even rounds, reversed in odd
+ones), so a host whose speed changes over minutes slows every candidate alike. Per candidate it
+reports the images/s of every round and, per round, the ratio to the fastest candidate of that
+round; the medians of those are what the benchmarks compare.
+
+The process is set up as ``fer.train`` sets up a run: ``fer.devices.prepare_process(config)``
+(backend from ``--backend``, which also must match ``KERAS_BACKEND``), ``import keras``,
+``fer.devices.make_deterministic(config)``, model = ``with_augmentation(build_model(config),
+config)``, compiled with ``steps_per_execution=fer.train.steps_per_execution(config, steps)``
+and fed by ``fer.pipeline.training_batches``. Under JAX nothing here imports TensorFlow.
+
+Feeders: ``model_bound`` (one constant batch already on the device, fed over and over),
+``ours`` (``fer.pipeline.training_batches``) and ``seeds_idg`` (the seeds' tf-keras
+``ImageDataGenerator``; TensorFlow only: tf-keras is imported from the bench venv's
+site-packages given by ``--seeds-path``, into this process, so it runs on the project's
+TensorFlow and interleaves with ours).
 """
 
 from __future__ import annotations
@@ -14,32 +32,37 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
+from typing import Any
 
-FLIP_ONLY = {"augment": True, "flip": True, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "crop": 0,
-             "erasing": 0.0}
+FEEDERS = ("model_bound", "ours", "seeds_idg")
+# A candidate's model setting; candidates with equal settings share one compiled model.
+MODEL_KEYS = ("augment", "spe", "jit", "precision")
+CANDIDATE_DEFAULTS = {"feeder": "ours", "augment": "none", "spe": 0, "jit": "auto", "precision": "float32"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench._train_worker")
     p.add_argument("--jobs", default="", help="a JSON list of option dicts, run one after another")
-    p.add_argument("--mode", choices=["pipeline", "train"], default="train")
-    p.add_argument("--feeder", choices=["idg", "tfdata", "memory"], default="memory")
+    p.add_argument("--mode", choices=["compare", "pipeline"], default="compare")
+    p.add_argument("--backend", default="", help="tensorflow or jax (default: KERAS_BACKEND)")
     p.add_argument("--model", default="mini_xception")
-    p.add_argument("--augment", choices=["flip", "preset", "preset_fused"], default="flip",
-                   help="flip only; the preset's Keras augmentation layers; or the preset's flip, "
-                        "rotation, zoom and translation fused into one affine warp (a candidate)")
+    p.add_argument("--candidates", default="",
+                   help="compare: a JSON list of {name, feeder (model_bound|ours|seeds_idg), augment "
+                        "(none|preset), spe (0 = the product's), jit (auto|true|false), precision}")
+    p.add_argument("--feeders", default="ours,seeds_idg", help="pipeline: which feeders")
     p.add_argument("--data", default="", help="FER2013 image folder (train/, test/)")
+    p.add_argument("--seeds-path", default="", help="site-packages folder holding tf_keras (bench venv)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=50, help="timed steps (batches)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (tracing, caches)")
+    p.add_argument("--steps", type=int, default=32, help="timed steps (batches) per candidate per round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per candidate first (at least one "
+                                                        "steps_per_execution)")
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--max-train", type=int, default=0, help="train on a subset (0 = all)")
-    p.add_argument("--jit", action="store_true", help="compile(jit_compile=True)")
-    p.add_argument("--spe", type=int, default=1, help="compile(steps_per_execution=N)")
-    p.add_argument("--precision", default="float32", help="float32 or mixed_bfloat16")
-    p.add_argument("--intra", type=int, default=0, help="intra-op threads (0 = TensorFlow's default)")
-    p.add_argument("--inter", type=int, default=0, help="inter-op threads (0 = TensorFlow's default)")
+    p.add_argument("--intra", type=int, default=0, help="TensorFlow intra-op threads (0 = default)")
+    p.add_argument("--inter", type=int, default=0, help="TensorFlow inter-op threads (0 = default)")
     return p.parse_args(argv)
 
 
@@ -47,8 +70,80 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def idg_iterator(args: argparse.Namespace):
+# ---- process setup ----------------------------------------------------------------------------
+
+TENSORFLOW_IMPORTS: list[str] = []
+
+
+class _NoTensorFlow:
+    """A meta-path finder that refuses ``import tensorflow`` (under JAX) and records who asked:
+    the innermost project and Keras frames. Keras treats the ImportError as 'TensorFlow is not
+    installed' (e.g. ``keras.utils.set_random_seed`` then seeds Python, NumPy and its backend only)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" and not name.startswith("tensorflow."):
+            return None
+        import traceback
+
+        frames = [f for f in traceback.extract_stack()
+                  if any(part in f.filename for part in ("/fer/", "/bench/", "/keras/src/"))
+                  and "_train_worker.py" not in f.filename and "module_utils.py" not in f.filename]
+        where = " <- ".join(f"{f.filename.split('/site-packages/')[-1].split('/work/main/')[-1]}:{f.lineno} "
+                            f"{f.name}" for f in frames[::-1][:3])
+        if where not in TENSORFLOW_IMPORTS:
+            TENSORFLOW_IMPORTS.append(where)
+        raise ImportError(f"bench: {name} is not imported under the JAX backend")
+
+
+def block_tensorflow() -> None:
+    if not any(isinstance(f, _NoTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoTensorFlow())
+
+
+def setup(args: argparse.Namespace):
+    """The preset's config on ``--backend``, the process prepared as fer.train prepares it."""
+    from fer.backends import default_backend
+    from fer.config import TrainConfig
+    from fer.devices import make_deterministic, prepare_process
+
+    backend = args.backend or default_backend()
+    if backend == "jax":
+        block_tensorflow()
+    config = TrainConfig.for_architecture(args.model, batch_size=args.batch_size, backend=backend)
+    prepare_process(config)
+    if backend == "tensorflow" and (args.intra or args.inter):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra)
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter)
+    import keras
+
+    if keras.backend.backend() != backend:
+        raise SystemExit(f"Keras runs on {keras.backend.backend()}, not {backend}: set KERAS_BACKEND")
+    make_deterministic(config)
+    return config
+
+
+def device_info(config) -> dict[str, Any]:
+    from fer.devices import open_devices
+
+    device = open_devices(config)
+    return {"device": device, "gpu": not device.endswith("x cpu")}
+
+
+def load_train(args: argparse.Namespace):
+    """(images uint8 (n, 48, 48), labels, seconds): fer.data.load_dataset, decoding every image once."""
+    from fer.data import load_dataset
+
+    start = time.perf_counter()
+    dataset = load_dataset(args.data or None, max_train_samples=args.max_train)
+    return dataset.train.images, dataset.train.labels, time.perf_counter() - start
+
+
+def seeds_iterator(args: argparse.Namespace):
     """The seeds' pipeline: ImageDataGenerator(rescale, horizontal_flip, validation_split=0.2)."""
+    if args.seeds_path and args.seeds_path not in sys.path:
+        sys.path.append(args.seeds_path)  # after ours: only tf_keras comes from the bench venv
     from tf_keras.preprocessing.image import ImageDataGenerator
 
     generator = ImageDataGenerator(rescale=1.0 / 255, horizontal_flip=True, validation_split=0.2)
@@ -57,176 +152,130 @@ def idg_iterator(args: argparse.Namespace):
         batch_size=args.batch_size, class_mode="categorical", subset="training", shuffle=True, seed=42)
 
 
-def our_dataset(args: argparse.Namespace):
-    """Ours: fer.data.load_dataset (decode once) + fer.pipeline.training_dataset."""
-    from fer.config import TrainConfig
-    from fer.data import load_dataset
-    from fer.pipeline import training_dataset
+# ---- feeders ----------------------------------------------------------------------------------
 
-    start = time.perf_counter()
-    dataset = load_dataset(args.data, max_train_samples=args.max_train)
-    load_s = time.perf_counter() - start
-    overrides = FLIP_ONLY if args.augment == "flip" else {}
-    config = TrainConfig.for_architecture(args.model, batch_size=args.batch_size, **overrides)
-    if args.augment == "preset_fused":
-        return fused_dataset(dataset.train.images, dataset.train.labels, config), load_s, len(dataset.train)
-    return training_dataset(dataset.train.images, dataset.train.labels, config), load_s, len(dataset.train)
+class Feeder:
+    """What ``fit`` gets for one candidate: ``make()`` returns a fresh input for one fit call."""
+
+    def __init__(self, name: str, make, setup_s: float = 0.0, note: str = ""):
+        self.name, self.make, self.setup_s, self.note = name, make, setup_s, note
 
 
-def fused_dataset(images, labels, config):
-    """``training_dataset`` with flip + rotation + zoom + translation as ONE bilinear affine warp per
-    image (the Keras layers warp three times). Same distributions as the layers: angle uniform in
-    +-rotation degrees, one zoom factor in 1 +- zoom for both axes, shifts uniform in +-translation
-    of the side, nearest fill. Crop and erasing are not covered (the mini_xception preset uses neither)."""
-    import math
-
-    import keras
-    import tensorflow as tf
-
-    from fer.config import TrainConfig
-    from fer.pipeline import training_dataset
-
-    plain = training_dataset(images, labels, TrainConfig.from_dict({**config.to_dict(), "augment": False}))
-    size = 48.0
-    centre = (size - 1) / 2
-
-    def warp(x, y):
-        n = tf.shape(x)[0]
-        angle = tf.random.uniform([n], -1.0, 1.0) * config.rotation * math.pi / 180
-        zoom = 1.0 + tf.random.uniform([n], -config.zoom, config.zoom)
-        dx = tf.random.uniform([n], -config.translation, config.translation) * size
-        dy = tf.random.uniform([n], -config.translation, config.translation) * size
-        flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0) if config.flip else tf.ones([n])
-        cos, sin = tf.cos(angle) * zoom, tf.sin(angle) * zoom
-        a0, a1, b0, b1 = cos * flip, -sin, sin * flip, cos
-        a2 = centre - a0 * centre - a1 * centre - dx
-        b2 = centre - b0 * centre - b1 * centre - dy
-        zeros = tf.zeros([n])
-        transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        return keras.ops.image.affine_transform(x, transform, interpolation="bilinear",
-                                                fill_mode="nearest"), y
-
-    return plain.map(warp, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def measure_pipeline(args: argparse.Namespace) -> dict:
-    if args.feeder == "idg":
-        start = time.perf_counter()
-        iterator = idg_iterator(args)
-        setup_s = time.perf_counter() - start
-        n_batches = len(iterator)
-        batches = (iterator[i % n_batches] for i in range(args.warmup + args.steps))
-        images = iterator.samples
-    else:
-        ds, setup_s, images = our_dataset(args)
-        batches = iter(ds.repeat().take(args.warmup + args.steps))
-    for _ in range(args.warmup):
-        next(batches)
-    start = time.perf_counter()
-    count = 0
-    for x, _y in batches:
-        count += len(x)
-    seconds = time.perf_counter() - start
-    return {"images_per_s": round(count / seconds, 1), "images": count, "seconds": round(seconds, 3),
-            "setup_s": round(setup_s, 2), "train_images": images}
-
-
-class _Timer:
-    """Keras callback: wall time from the end of the first timed batch to the end of the last."""
-
-    def __init__(self):
-        import keras
-
-        class Callback(keras.callbacks.Callback):
-            def __init__(cb):  # noqa: N805
-                super().__init__()
-                cb.times: list[float] = []
-
-            def on_train_batch_end(cb, batch, logs=None):  # noqa: N805
-                cb.times.append(time.perf_counter())
-
-        self.callback = Callback()
-
-
-def measure_train(args: argparse.Namespace) -> dict:
-    if args.intra or args.inter:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra)
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter)
+def model_bound_feeder(args: argparse.Namespace) -> Feeder:
+    """One constant batch already on the device, fed over and over: the model-bound rate."""
     import keras
     import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (args.batch_size, 48, 48, 1)).astype(np.float32)
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, args.batch_size)]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        x, y = jax.device_put(x), jax.device_put(y)
+
+        def forever():
+            while True:
+                yield x, y
+
+        return Feeder("model_bound", forever, note="a generator of the same jax arrays (on the device)")
     import tensorflow as tf
 
+    dataset = tf.data.Dataset.from_tensors((tf.constant(x), tf.constant(y))).repeat()
+    return Feeder("model_bound", lambda: dataset, note="tf.data.Dataset.from_tensors(batch).repeat()")
+
+
+def ours_feeder(args: argparse.Namespace, data) -> Feeder:
+    from fer.pipeline import training_batches
+
+    images, labels, load_s = data
+    batches = training_batches(images, labels, args.batch_size, seed=0)
+    return Feeder("ours", lambda: batches, setup_s=load_s,
+                  note=f"fer.pipeline.training_batches ({len(batches)} batches an epoch)")
+
+
+def seeds_feeder(args: argparse.Namespace) -> Feeder:
+    import keras
+
+    start = time.perf_counter()
+    iterator = seeds_iterator(args)
+    setup_s = time.perf_counter() - start
+
+    class Seeds(keras.utils.PyDataset):
+        """The DirectoryIterator as a Keras 3 PyDataset with one loader thread (like tf-keras'
+        fit(workers=1)); x * 255 because our models rescale their raw-pixel input themselves.
+        Full batches only (the iterator's short last batch would retrace the step)."""
+
+        def __len__(self):
+            return iterator.samples // args.batch_size
+
+        def __getitem__(self, index):
+            x, y = iterator[index]
+            return x * 255.0, y
+
+    data = Seeds(workers=1, use_multiprocessing=False, max_queue_size=10)
+    return Feeder("seeds_idg", lambda: data, setup_s=setup_s,
+                  note="tf-keras ImageDataGenerator.flow_from_directory (flip; decodes the files every epoch)")
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+def build_training_model(config, candidate: dict[str, Any], epoch_steps: int):
+    """The training model fer.train builds (with_augmentation in front of the network), compiled as
+    fer.train compiles it, with the candidate's augmentation, steps_per_execution, jit and precision."""
+    import keras
+
+    from fer.augment import with_augmentation
     from fer.config import TrainConfig
     from fer.models import build_model
-    from fer.train import _optimizer
+    from fer.train import _optimizer, steps_per_execution
 
-    keras.utils.set_random_seed(0)
-    if args.precision != "float32":
-        keras.mixed_precision.set_global_policy(args.precision)
-    overrides = FLIP_ONLY if args.augment == "flip" else {}
-    config = TrainConfig.for_architecture(args.model, batch_size=args.batch_size, **overrides)
-    setup_s = 0.0
-    if args.feeder == "idg":
-        start = time.perf_counter()
-        iterator = idg_iterator(args)
-        setup_s = time.perf_counter() - start
-
-        class Seeds(keras.utils.PyDataset):
-            """The DirectoryIterator as a Keras 3 PyDataset with one loader thread (like tf-keras'
-            fit(workers=1)); x * 255 because our models rescale their raw-pixel input themselves."""
-
-            def __len__(self):
-                return len(iterator)
-
-            def __getitem__(self, index):
-                x, y = iterator[index]
-                return x * 255.0, y
-
-        data = Seeds(workers=1, use_multiprocessing=False, max_queue_size=10)
-    elif args.feeder == "tfdata":
-        data, setup_s, _ = our_dataset(args)
-        data = data.repeat()
-    else:
-        rng = np.random.default_rng(0)
-        x = tf.constant(rng.integers(0, 256, (args.batch_size, 48, 48, 1)).astype(np.float32))
-        y = tf.constant(np.eye(7, dtype=np.float32)[rng.integers(0, 7, args.batch_size)])
-        data = tf.data.Dataset.from_tensors((x, y)).repeat()
-    model = build_model(config)
-    model.compile(optimizer=_optimizer(config, 448), metrics=["accuracy"],
+    if candidate["augment"] == "none":
+        config = TrainConfig.from_dict({**config.to_dict(), "augment": False})
+    spe = candidate["spe"] or steps_per_execution(config, epoch_steps)
+    jit = {"auto": "auto", "true": True, "false": False}[str(candidate["jit"]).lower()]
+    keras.mixed_precision.set_global_policy(candidate["precision"])
+    try:
+        model = with_augmentation(build_model(config), config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer=_optimizer(config, epoch_steps), metrics=["accuracy"],
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  jit_compile=args.jit, steps_per_execution=args.spe)
+                  jit_compile=jit, steps_per_execution=spe)
+    return model, spe
+
+
+def augmentation_of(config) -> dict[str, Any]:
+    return {key: getattr(config, key) for key in ("flip", "rotation", "zoom", "translation", "crop", "erasing")}
+
+
+def sync(model) -> None:
+    """Wait until the model's last step has finished (JAX dispatches asynchronously)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        for variable in model.trainable_variables:
+            variable.value.block_until_ready()
+
+
+def timed_fit(model, feeder: Feeder, steps: int) -> float:
     start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=max(args.warmup, args.spe), verbose=0)
-    warmup_s = time.perf_counter() - start
-    traces_before = _traces(model)
-    timer = _Timer()
-    start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer.callback])
-    seconds = time.perf_counter() - start
-    traces_after = _traces(model)
-    times = timer.callback.times
-    # Steady state: from the first callback to the last (callbacks come every `spe` steps).
-    steady_steps = (len(times) - 1) * args.steps / len(times) if times else 0
-    steady = (times[-1] - times[0]) if len(times) > 1 else seconds
-    steady_rate = steady_steps * args.batch_size / steady if len(times) > 1 and steady > 0 else None
-    return {"images_per_s": round(args.steps * args.batch_size / seconds, 1),
-            "steady_images_per_s": round(steady_rate, 1) if steady_rate else None,
-            "step_ms": round(seconds / args.steps * 1000, 1), "steps": args.steps,
-            "seconds": round(seconds, 2), "warmup_s": round(warmup_s, 2), "setup_s": round(setup_s, 2),
-            "params": int(model.count_params()),
-            "retraces": None if traces_before is None or traces_after is None else traces_after - traces_before}
+    model.fit(feeder.make(), epochs=1, steps_per_epoch=steps, verbose=0)
+    sync(model)
+    return time.perf_counter() - start
 
 
 def _traces(model) -> int | None:
     """How many times the tf.functions behind Keras' train function were traced so far (Keras 3
-    wraps them in plain Python closures); None where none is found."""
+    wraps them in plain Python closures); None where none is found (always under JAX)."""
     found: list[int] = []
 
     def search(function, depth: int) -> None:
         for cell in getattr(function, "__closure__", None) or []:
-            value = cell.cell_contents
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
             if hasattr(value, "experimental_get_tracing_count"):
                 found.append(value.experimental_get_tracing_count())
             elif callable(value) and depth < 3:
@@ -236,16 +285,170 @@ def _traces(model) -> int | None:
     return sum(found) if found else None
 
 
+def interleave(rates: dict[str, list[float]]) -> dict[str, Any]:
+    """Per candidate: rates per round, their median, and per round the ratio to that round's
+    fastest candidate (and the median of those ratios)."""
+    names = list(rates)
+    rounds = len(rates[names[0]])
+    fastest = [max(names, key=lambda n, r=r: rates[n][r]) for r in range(rounds)]
+    out: dict[str, Any] = {"fastest_per_round": fastest, "candidates": {}}
+    for name in names:
+        ratios = [rates[name][r] / rates[fastest[r]][r] for r in range(rounds)]
+        out["candidates"][name] = {
+            "images_per_s_per_round": [round(x, 1) for x in rates[name]],
+            "median_images_per_s": round(statistics.median(rates[name]), 1),
+            "ratio_to_fastest_per_round": [round(x, 3) for x in ratios],
+            "median_ratio_to_fastest": round(statistics.median(ratios), 3)}
+    return out
+
+
+def measure_compare(args: argparse.Namespace) -> dict[str, Any]:
+    config = setup(args)
+    info = device_info(config)
+    candidates = [{**CANDIDATE_DEFAULTS, **c} for c in json.loads(args.candidates)]
+    data = load_train(args) if any(c["feeder"] == "ours" for c in candidates) else None
+    feeders: dict[str, Feeder] = {}
+    skipped: dict[str, str] = {}
+    for c in candidates:
+        if c["feeder"] in feeders:
+            continue
+        if c["feeder"] == "model_bound":
+            feeders["model_bound"] = model_bound_feeder(args)
+        elif c["feeder"] == "ours":
+            feeders["ours"] = ours_feeder(args, data)
+        elif c["feeder"] == "seeds_idg":
+            if config.backend != "tensorflow":
+                skipped[c["name"]] = "the seeds' ImageDataGenerator needs TensorFlow"
+                continue
+            try:
+                feeders["seeds_idg"] = seeds_feeder(args)
+            except ImportError as exc:
+                skipped[c["name"]] = f"tf-keras not importable ({exc})"
+                continue
+        else:
+            raise SystemExit(f"unknown feeder {c['feeder']!r}")
+    candidates = [c for c in candidates if c["name"] not in skipped]
+    # Steps in one epoch (448 for FER2013 at batch 64): the product's steps_per_execution and schedule.
+    epoch_steps = max(1, (len(data[1]) if data is not None else 28709) // args.batch_size)
+    models: dict[tuple, tuple] = {}
+    built: dict[str, dict[str, Any]] = {}
+    for c in candidates:
+        key = tuple(str(c[k]) for k in MODEL_KEYS)
+        if key not in models:
+            start = time.perf_counter()
+            models[key] = build_training_model(config, c, epoch_steps)
+            models[key] += (round(time.perf_counter() - start, 2),)
+        model, spe, build_s = models[key]
+        if args.steps % spe:
+            raise SystemExit(f"--steps {args.steps} is not a multiple of steps_per_execution={spe} ({c['name']})")
+        built[c["name"]] = {"feeder": c["feeder"], "model": list(models).index(key), "spe": spe,
+                            "augmentation": "preset" if c["augment"] == "preset" else "none",
+                            "jit_compile": c["jit"], "precision": c["precision"], "build_s": build_s}
+    # Warm-up: every candidate once (tracing / XLA compilation for each input signature).
+    for c in candidates:
+        model, spe, _ = models[tuple(str(c[k]) for k in MODEL_KEYS)]
+        built[c["name"]]["warmup_s"] = round(timed_fit(model, feeders[c["feeder"]], max(args.warmup, spe)
+                                                       // spe * spe), 2)
+    traces_before = {n: _traces(models[tuple(str(c[k]) for k in MODEL_KEYS)][0])
+                     for n, c in ((c["name"], c) for c in candidates)}
+    rates: dict[str, list[float]] = {c["name"]: [] for c in candidates}
+    orders = []
+    for r in range(args.rounds):
+        order = candidates if r % 2 == 0 else candidates[::-1]
+        orders.append([c["name"] for c in order])
+        for c in order:
+            model = models[tuple(str(c[k]) for k in MODEL_KEYS)][0]
+            seconds = timed_fit(model, feeders[c["feeder"]], args.steps)
+            rates[c["name"]].append(args.steps * args.batch_size / seconds)
+    for c in candidates:
+        after = _traces(models[tuple(str(c[k]) for k in MODEL_KEYS)][0])
+        before = traces_before[c["name"]]
+        built[c["name"]]["retraces_in_timed_rounds"] = None if before is None or after is None else after - before
+    result = interleave(rates)
+    for name, row in result["candidates"].items():
+        row.update(built[name])
+    return {**info, "candidates": result["candidates"], "fastest_per_round": result["fastest_per_round"],
+            "order_per_round": orders, "skipped": skipped,
+            "feeders": {name: {"setup_s": round(f.setup_s, 2), "note": f.note} for name, f in feeders.items()},
+            "preset_augmentation": augmentation_of(config), "epoch_steps": epoch_steps,
+            "steps": args.steps, "rounds": args.rounds}
+
+
+def measure_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """Pipeline-only images/s (no model): batches taken from each feeder, interleaved in rounds."""
+    config = setup(args)
+    wanted = args.feeders.split(",")
+    sources: dict[str, tuple] = {}
+    skipped: dict[str, str] = {}
+    if "ours" in wanted:
+        from fer.pipeline import training_batches
+
+        images, labels, load_s = load_train(args)
+        batches = training_batches(images, labels, args.batch_size, seed=0)
+        sources["ours"] = (batches, len(batches), load_s)
+    if "seeds_idg" in wanted:
+        if config.backend != "tensorflow":
+            skipped["seeds_idg"] = "the seeds' ImageDataGenerator needs TensorFlow"
+        else:
+            try:
+                start = time.perf_counter()
+                iterator = seeds_iterator(args)
+                sources["seeds_idg"] = (iterator, iterator.samples // args.batch_size, time.perf_counter() - start)
+            except ImportError as exc:
+                skipped["seeds_idg"] = f"tf-keras not importable ({exc})"
+    position = dict.fromkeys(sources, 0)
+
+    def take(name: str, count: int) -> float:
+        source, length, _ = sources[name]
+        start = time.perf_counter()
+        images = 0
+        for _ in range(count):
+            x, _y = source[position[name] % length]
+            position[name] += 1
+            images += len(x)
+        return images / (time.perf_counter() - start)
+
+    for name in sources:
+        take(name, args.warmup)
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    names = list(sources)
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            rates[name].append(take(name, args.steps))
+    result = interleave(rates) if rates else {"candidates": {}}
+    for name, row in result["candidates"].items():
+        row["setup_s"] = round(sources[name][2], 2)
+    return {"candidates": result["candidates"], "skipped": skipped, "steps": args.steps,
+            "rounds": args.rounds}
+
+
+# ---- entry ------------------------------------------------------------------------------------
+
 def options(job: dict) -> list[str]:
-    """Command-line options for a job dict (True = a bare flag; None/False = left out)."""
+    """Command-line options for a job dict (True = a bare flag; None/False = left out; lists and
+    dicts as JSON)."""
     argv: list[str] = []
     for key, value in job.items():
         flag = f"--{key.replace('_', '-')}"
         if value is True:
             argv.append(flag)
+        elif isinstance(value, (list, dict)):
+            argv += [flag, json.dumps(value)]
         elif value not in (None, False):
             argv += [flag, str(value)]
     return argv
+
+
+def run(args: argparse.Namespace) -> None:
+    result = measure_pipeline(args) if args.mode == "pipeline" else measure_compare(args)
+    import keras
+
+    result.update({"mode": args.mode, "backend": keras.backend.backend(), "keras": keras.__version__,
+                   "model": args.model if args.mode == "compare" else None, "batch_size": args.batch_size,
+                   "tensorflow_imported": "tensorflow" in sys.modules, "peak_rss_mb": peak_rss_mb()})
+    if result["backend"] == "jax":
+        result["tensorflow_imports_refused"] = TENSORFLOW_IMPORTS
+    print(json.dumps(result), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,22 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs:
         for job in json.loads(args.jobs):
             run(parse(options(job)))
-            if job.get("precision", "float32") != "float32":
-                import keras
-
-                keras.mixed_precision.set_global_policy("float32")
         return 0
     run(args)
     return 0
-
-
-def run(args: argparse.Namespace) -> None:
-    result = measure_pipeline(args) if args.mode == "pipeline" else measure_train(args)
-    result.update({"mode": args.mode, "feeder": args.feeder, "model": args.model, "augment": args.augment,
-                   "batch_size": args.batch_size, "jit": args.jit, "spe": args.spe,
-                   "precision": args.precision, "intra": args.intra, "inter": args.inter,
-                   "peak_rss_mb": peak_rss_mb()})
-    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

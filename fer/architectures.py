@@ -55,6 +55,21 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
                       "translation": 0.2, "erasing": 0.5, "crop": 40},
         ),
         ArchitectureInfo(
+            name="vgg_fer_compact",
+            title="VGG-FER compact",
+            description="VGG-FER's eight 3x3 conv-BN-ReLU layers (64-512) with a single 256-unit "
+                        "head: 5.9M parameters (a 23 MB model to ship) and VGG-FER's recipe.",
+            source="Khaireddin & Chen (2021), arXiv:2105.03588, compact head",
+            params=5_873_607,
+            # VGG-FER's recipe: SGD + Nesterov, plateau schedule on val accuracy, random 40x40
+            # crops (ten-crop TTA then matches), erasing; VGG-FER's epoch count.
+            defaults={"epochs": 300, "optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9,
+                      "l2": 5e-5, "lr_schedule": "plateau", "plateau_monitor": "val_accuracy",
+                      "plateau_factor": 0.75, "plateau_patience": 5, "dropout": 0.3,
+                      "early_stopping_patience": 0, "rotation": 10.0, "zoom": 0.2,
+                      "translation": 0.2, "erasing": 0.5, "crop": 40},
+        ),
+        ArchitectureInfo(
             name="seed_cnn_a",
             title="Seed CNN A",
             description="Five 4x4 conv layers (64-64-128-128-128) with batch norm, L2 1e-4 "

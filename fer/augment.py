@@ -138,21 +138,19 @@ def augmentation_layer(config: TrainConfig) -> FaceAugmentation | None:
 
 
 def with_augmentation(network: keras.Model, config: TrainConfig) -> keras.Model:
-    """The model that ``fit`` trains: the run's augmentation in front of ``network``.
+    """The model that ``fit`` trains: the run's augmentation (if any) in front of ``network``.
 
-    The network is the same object (shared weights); ``network_of`` gets it back for saving.
-    Without augmentation the network itself is returned.
+    The network is the same object (shared weights) and stays uncompiled, so ``network_of`` gets
+    it back and saving it writes the network alone, without augmentation or optimizer state.
     """
-    augment = augmentation_layer(config)
-    if augment is None:
-        return network
     inputs = keras.Input(shape=INPUT_SHAPE, name="face")
-    outputs = network(augment(inputs))
+    augment = augmentation_layer(config)
+    outputs = network(inputs if augment is None else augment(inputs))
     return keras.Model(inputs, outputs, name=f"{network.name}_training")
 
 
 def network_of(model: keras.Model) -> keras.Model:
-    """The trained network inside a model built by ``with_augmentation`` (or the model itself)."""
+    """The network inside a model built by ``with_augmentation`` (a plain model: itself)."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             return layer

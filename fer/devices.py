@@ -11,6 +11,7 @@ yourself when you scale the batch. The saved model is an ordinary single-device 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -116,11 +117,16 @@ def training_scope(config: TrainConfig) -> Iterator[None]:
         finally:
             keras.distribution.set_distribution(previous)
         return
+    with _mirrored_strategy(config.devices).scope():
+        yield
+
+
+@functools.cache
+def _mirrored_strategy(count: int):
+    # One strategy per process: the model's variables belong to the strategy that created them.
     import tensorflow as tf
 
-    strategy = tf.distribute.MirroredStrategy(devices=_tensorflow_devices(config.devices))
-    with strategy.scope():
-        yield
+    return tf.distribute.MirroredStrategy(devices=_tensorflow_devices(count))
 
 
 def make_deterministic(config: TrainConfig) -> None:

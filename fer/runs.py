@@ -366,6 +366,9 @@ class RunSummary:
             "best epoch": s.get("best_epoch"),
             "test acc": s.get("test_accuracy"),
             "duration (min)": round((ended - started) / 60, 1) if started and ended else None,
+            # Runs from before the backend choice have no backend key: they trained on TensorFlow.
+            "backend": c.get("backend", "tensorflow"),
+            "device": s.get("device"),
             "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.get("created", 0))),
         }
 

@@ -149,6 +149,12 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))
             logs["seconds"] = round(time.time() - self.epoch_start, 2)
+            # The optimizer's step count: every step of every epoch ran (steps_per_execution included).
+            write_json_atomic(run_dir / "progress.json", {
+                "epoch": epoch + 1, "epochs": config.epochs, "batch": steps, "batches": steps,
+                "phase": "training", "updated": time.time(),
+                "step": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))})
+            self.last_write = time.time()
 
     class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
         """Saves the trained network alone: the augmentation in front of it is not part of it."""
@@ -285,14 +291,21 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     stop.check()
 
     write_status(run_dir, phase="evaluating")
-    write_json_atomic(run_dir / "progress.json", {"phase": "evaluating", "updated": time.time()})
+    progress = read_json(run_dir / "progress.json")
+    write_json_atomic(run_dir / "progress.json", {**(progress if isinstance(progress, dict) else {}),
+                                                  "phase": "evaluating", "updated": time.time()})
     from fer.evaluate import evaluate_run
 
     return evaluate_run(run_dir, dataset)
 
 
 def steps_per_execution(config: TrainConfig, steps: int) -> int:
-    """Keras' ``steps_per_execution`` for this run: the architecture's, at most one epoch."""
+    """Keras' ``steps_per_execution`` for this run: the architecture's, at most one epoch.
+
+    One step per call under a TensorFlow MirroredStrategy: its multi-step loop fails there
+    ("You must feed a value for placeholder tensor", TensorFlow 2.21)."""
+    if config.backend == "tensorflow" and config.devices > 1:
+        return 1
     return max(1, min(ARCHITECTURES[config.architecture].steps_per_execution, steps))
 
 

@@ -175,8 +175,11 @@ def comparison_frame(runs: Iterable[Any]) -> pd.DataFrame:
     """Key hyperparameters and results of ``runs`` (RunSummary objects), one column per run."""
     columns = {}
     for run in runs:
+        row = run.row()
         values: dict[str, Any] = {key: run.config.get(key) for key in COMPARED_PARAMETERS}
         values.update({
+            "backend": row["backend"],
+            "device": row["device"],
             "state": run.state,
             "epochs done": run.status.get("epochs_done", 0),
             "best val accuracy": percent(run.status.get("best_val_accuracy")),

@@ -14,14 +14,15 @@ from fer.config import TrainConfig
 
 keras = pytest.importorskip("keras")
 
+from fer.augment import with_augmentation  # noqa: E402
 from fer.models import BUILDERS, build_model  # noqa: E402
-from fer.pipeline import training_dataset  # noqa: E402
+from fer.pipeline import training_batches  # noqa: E402
 from fer.train import _optimizer  # noqa: E402
 
 # The big networks train on 8 images in batches of 4 (two steps); the rest on 35 in batches of 8.
 # Batches stay even here: in this process oneDNN is on, and it crashes on odd training batches
 # (the worker turns it off for those; see test_worker_files.py).
-HEAVY = {"vgg_fer", "vgg16_transfer"}
+HEAVY = {"vgg_fer", "vgg_fer_compact", "vgg16_transfer"}
 
 
 def tiny_set(per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +50,9 @@ def test_builds_with_registry_param_count_and_softmax_output(name):
     """The params count shown in the UI is exact, input is 48x48x1 and outputs sum to one."""
     model = build_model(TrainConfig.for_architecture(name))
     assert model.count_params() == ARCHITECTURES[name].params
+    if name == "vgg_fer_compact":
+        # Small enough to ship in git: under 25 MB in float32 (under 16 MB in float16).
+        assert model.count_params() <= 6_000_000
     assert tuple(model.input_shape) == (None, *INPUT_SHAPE)
     assert tuple(model.output_shape) == (None, len(CLASSES))
     images, _ = tiny_set(1)
@@ -62,18 +66,19 @@ def test_builds_with_registry_param_count_and_softmax_output(name):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_trains_one_tiny_epoch(name):
-    """Each architecture fits one epoch from fer.pipeline with its own preset, loss stays finite."""
+    """Each architecture fits one epoch from fer.pipeline with its own preset (augmentation
+    included, in the training step), loss stays finite."""
     heavy = name in HEAVY
     images, labels = tiny_set(2 if heavy else 5)
     if heavy:
         # One face of every class plus one more: two steps of four.
         keep = np.r_[0:14:2, 1]
         images, labels = images[keep], labels[keep]
-    config = TrainConfig.for_architecture(name, batch_size=4 if heavy else 8, epochs=1, augment=not heavy)
-    model = build_model(config)
+    config = TrainConfig.for_architecture(name, batch_size=4 if heavy else 8, epochs=1)
+    model = with_augmentation(build_model(config), config)
     steps = len(labels) // config.batch_size
     model.compile(optimizer=_optimizer(config, steps), loss="categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(training_dataset(images, labels, config), epochs=1, verbose=0, shuffle=False)
+    history = model.fit(training_batches(images, labels, config.batch_size, config.seed), epochs=1, verbose=0)
     assert len(history.history["loss"]) == 1
     assert math.isfinite(history.history["loss"][0])
 
@@ -86,8 +91,8 @@ def test_optimizer_and_schedule_options_train(optimizer, lr_schedule):
     config = TrainConfig.for_architecture("mini_xception", batch_size=6, optimizer=optimizer,
                                           lr_schedule=lr_schedule, erasing=0.5, label_smoothing=0.1,
                                           weight_decay=1e-4)
-    model = build_model(config)
+    model = with_augmentation(build_model(config), config)
     model.compile(optimizer=_optimizer(config, 3),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
-    history = model.fit(training_dataset(images, labels, config), epochs=1, verbose=0, shuffle=False)
+    history = model.fit(training_batches(images, labels, config.batch_size, config.seed), epochs=1, verbose=0)
     assert math.isfinite(history.history["loss"][0])

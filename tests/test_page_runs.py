@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from app_driver import array, figures, no_exception, open_page, page_links, texts
 from fake_runs import fake_run, hold_run_lock
@@ -36,6 +38,34 @@ def test_table_lists_every_run_newest_first_with_its_state(root):
     assert list(table["state"]) == ["stopped", "failed", "finished"]
     # Without ?run= the newest run is shown.
     assert app.multiselect(key="runs.selected").value == ["new-stopped"]
+
+
+def set_config(run_dir: Path, **changes) -> None:
+    """Edit config.json as an older or another machine's fer-lab wrote it (None removes a key)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(changes)
+    (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+def test_table_and_details_show_backend_and_device_and_old_runs_trained_on_tensorflow(root):
+    """backend comes from config.json (absent in old runs: tensorflow), device from status.json."""
+    old = fake_run(root, "old", created=1000)
+    set_config(old, backend=None, devices=None, deterministic=None)
+    new = fake_run(root, "new", created=2000)
+    set_config(new, backend="jax", devices=2)
+    write_status(new, backend="jax", device="2 x NVIDIA H100 80GB HBM3")
+    app = open_page("runs", {"run": ["new", "old"]})
+    no_exception(app)
+    table = app.dataframe[0].value.set_index("run")
+    assert table.loc["new", ["backend", "device"]].tolist() == ["jax", "2 x NVIDIA H100 80GB HBM3"]
+    assert table.loc["old", "backend"] == "tensorflow"
+    assert pd.isna(table.loc["old", "device"])  # shown as the table's "–" placeholder
+    captions = texts(app.caption)
+    assert any("jax on 2 x NVIDIA H100 80GB HBM3" in text for text in captions)
+    assert any(" · tensorflow · " in text for text in captions)
+    comparison = app.table[0].value
+    assert comparison.loc["backend"].tolist() == ["jax", "tensorflow"]
+    assert comparison.loc["device"].tolist() == ["2 x NVIDIA H100 80GB HBM3", "–"]
 
 
 def test_query_param_selects_runs_and_bad_ids_are_reported(root):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import pytest
 from app_driver import experiments, no_exception, open_page, page_links, texts
 
+import fer.backends
+import fer.runs
+from fer.backends import BACKENDS
 from fer.config import TrainConfig
 from fer.runs import FINAL_STATES, effective_state, experiments_dir, read_status, stop
 
@@ -25,6 +29,24 @@ def widget(app, key: str):
 
 def launch_button(app):
     return next(b for b in app.button if b.label == "Launch training")
+
+
+@pytest.fixture
+def backends_installed(monkeypatch):
+    """Pretend exactly these backends are installed (the default is then the first of them)."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+
+    def install(*names: str) -> None:
+        monkeypatch.setattr(fer.backends, "installed_backends", lambda: list(names))
+    return install
+
+
+@pytest.fixture
+def launched(monkeypatch) -> list[Path]:
+    """Launch records the run folder instead of starting a worker, so nothing trains."""
+    started: list[Path] = []
+    monkeypatch.setattr(fer.runs, "launch", started.append)
+    return started
 
 
 def test_every_hyperparameter_has_a_widget_with_help_and_architecture_defaults():
@@ -56,6 +78,48 @@ def test_cli_command_spells_out_only_changed_values():
     app.text_input(key="train.name").set_value("quick-try").run()
     assert texts(app.code) == [
         "python -m fer.train --architecture mini_xception --epochs 3 --no-augment --name quick-try"]
+
+
+def test_hardware_settings_reach_the_command_line_and_the_created_run(tiny_data, backends_installed,
+                                                                      launched):
+    """Backend, devices and determinism sit with mixed precision and end up in config.json."""
+    backends_installed(*BACKENDS)
+    app = open_page("train")
+    assert widget(app, "train.mini_xception.backend").options == list(BACKENDS)
+    app.text_input(key="train.data").set_value(str(tiny_data)).run()
+    for name, value in (("backend", "jax"), ("devices", 2), ("batch_size", 8), ("deterministic", False)):
+        widget(app, f"train.mini_xception.{name}").set_value(value).run()
+    assert texts(app.code)[0].endswith("--batch-size 8 --backend jax --devices 2 --no-deterministic")
+    launch_button(app).click().run()
+    no_exception(app)
+    assert not app.error
+    (run_dir,) = launched
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["backend"], config["devices"], config["deterministic"]) == ("jax", 2, False)
+
+
+def test_devices_that_do_not_divide_the_batch_size_are_refused_naming_both(tiny_data, launched):
+    app = open_page("train")
+    app.text_input(key="train.data").set_value(str(tiny_data)).run()
+    widget(app, "train.mini_xception.batch_size").set_value(64).run()
+    widget(app, "train.mini_xception.devices").set_value(3).run()
+    launch_button(app).click().run()
+    no_exception(app)
+    assert "batch_size=64 must be a multiple of devices=3" in app.error[0].value
+    assert launched == [] and experiments(experiments_dir()) == []
+
+
+def test_backend_that_is_not_installed_cannot_be_launched_and_says_how_to_install(backends_installed):
+    backends_installed("tensorflow")
+    app = open_page("train")
+    assert not app.error and not launch_button(app).disabled
+    backend = widget(app, "train.mini_xception.backend")
+    assert backend.value == "tensorflow"
+    assert backend.format_func("jax") == "jax (not installed)"
+    backend.set_value("jax").run()
+    no_exception(app)
+    assert "jax is not installed here: `pip install -r requirements-jax.txt`" in app.error[0].value
+    assert launch_button(app).disabled
 
 
 def test_check_dataset_shows_class_counts_per_split(tiny_data):

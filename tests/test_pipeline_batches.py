@@ -1,4 +1,4 @@
-"""fer.pipeline: full training batches only, evaluation in file order, augmentation switches."""
+"""fer.pipeline: full, seeded training batches on every backend; evaluation in file order."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import pytest
 from synthetic import face
 
 from fer import CLASSES
-from fer.config import TrainConfig
 
-pytest.importorskip("tensorflow")
+pytest.importorskip("keras")
 
-from fer.pipeline import augmentation, evaluation_dataset, training_dataset  # noqa: E402
+from fer.pipeline import evaluation_batches, training_batches  # noqa: E402
 
 
 def images_and_labels(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -19,59 +18,62 @@ def images_and_labels(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([face(int(label), i) for i, label in enumerate(labels)]), labels
 
 
-@pytest.mark.parametrize("augment", [False, True])
-def test_training_never_yields_a_short_last_batch(augment):
-    """37 images in batches of 8 give four full batches: a short last batch crashes oneDNN on CPU."""
+def epoch(batches) -> list:
+    return [batches[i] for i in range(len(batches))]
+
+
+def test_training_never_yields_a_short_last_batch():
+    """37 images in batches of 8 give four full batches: a short last batch crashes oneDNN on CPU
+    and would make XLA compile the step for a second shape."""
     images, labels = images_and_labels(37)
-    config = TrainConfig(batch_size=8, augment=augment)
-    for _ in range(2):  # the second pass (epoch) is reshuffled but still full
-        sizes = [int(x.shape[0]) for x, _ in training_dataset(images, labels, config)]
-        assert sizes == [8, 8, 8, 8]
+    batches = training_batches(images, labels, 8, seed=1)
+    for _ in range(2):  # the next epoch is reshuffled but still full
+        assert [len(x) for x, _ in epoch(batches)] == [8, 8, 8, 8]
+        batches.on_epoch_end()
 
 
 def test_training_batches_are_raw_pixels_with_one_hot_labels():
     """Models rescale themselves, so the pipeline feeds 0-255 floats (n, 48, 48, 1) and one-hot labels."""
     images, labels = images_and_labels(16)
-    x, y = next(iter(training_dataset(images, labels, TrainConfig(batch_size=16, augment=False))))
-    assert x.shape == (16, 48, 48, 1) and x.dtype.name == "float32"
+    x, y = training_batches(images, labels, 16, seed=1)[0]
+    assert x.shape == (16, 48, 48, 1) and x.dtype == np.float32
     assert float(np.max(x)) > 1.0
     assert y.shape == (16, len(CLASSES))
     np.testing.assert_array_equal(np.sort(np.argmax(y, axis=1)), np.sort(labels))
 
 
+def test_each_epoch_is_a_new_shuffle_fixed_by_the_seed_and_the_epoch():
+    """Epoch e's order depends on (seed, e) only, so a run resumed at epoch e sees the same batches."""
+    images, labels = images_and_labels(40)
+    first = training_batches(images, labels, 8, seed=3)
+    order0 = np.concatenate([y.argmax(1) for _, y in epoch(first)])
+    first.on_epoch_end()
+    order1 = np.concatenate([y.argmax(1) for _, y in epoch(first)])
+    resumed = training_batches(images, labels, 8, seed=3, first_epoch=1)
+    np.testing.assert_array_equal(np.concatenate([y.argmax(1) for _, y in epoch(resumed)]), order1)
+    assert not np.array_equal(order0, order1)
+    other_seed = training_batches(images, labels, 8, seed=4)
+    assert not np.array_equal(np.concatenate([y.argmax(1) for _, y in epoch(other_seed)]), order0)
+
+
+def test_class_weights_become_per_image_sample_weights():
+    images, labels = images_and_labels(14)
+    weights = {c: float(c + 1) for c in range(len(CLASSES))}
+    x, y, w = training_batches(images, labels, 7, seed=0, class_weights=weights)[0]
+    np.testing.assert_array_equal(w, y.argmax(1) + 1.0)
+
+
 def test_batch_larger_than_the_training_set_is_refused():
-    """Otherwise drop_remainder would silently produce an empty epoch."""
+    """Otherwise dropping the short batch would silently produce an empty epoch."""
     images, labels = images_and_labels(5)
     with pytest.raises(ValueError, match="batch_size=8 is larger than the training set"):
-        training_dataset(images, labels, TrainConfig(batch_size=8))
+        training_batches(images, labels, 8, seed=0)
 
 
 def test_evaluation_keeps_every_image_in_order():
     """Evaluation must see all images (a short last batch is fine there) in file order."""
     images, labels = images_and_labels(37)
-    batches = list(evaluation_dataset(images, labels, 8))
-    assert [int(x.shape[0]) for x, _ in batches] == [8, 8, 8, 8, 5]
-    x = np.concatenate([np.asarray(b[0]) for b in batches])[..., 0]
+    batches = epoch(evaluation_batches(images, labels, 8))
+    assert [len(x) for x, _ in batches] == [8, 8, 8, 8, 5]
+    x = np.concatenate([b[0] for b in batches])[..., 0]
     np.testing.assert_array_equal(x, images.astype(np.float32))
-
-
-def test_augmentation_follows_the_switches():
-    """augment=False means no augmentation layers; each switch adds its layer."""
-    assert augmentation(TrainConfig(augment=False)) is None
-    assert augmentation(TrainConfig(flip=False, rotation=0, zoom=0, translation=0, erasing=0)) is None
-    layers = augmentation(TrainConfig(flip=True, rotation=10, zoom=0.1, translation=0.1, erasing=0.5)).layers
-    assert [type(layer).__name__ for layer in layers] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomErasing"]
-
-
-def test_random_crops_are_zoomed_back_to_the_input_size():
-    """crop=40 adds a random 40x40 crop resized to 48x48; the batches keep the model's input shape."""
-    layers = augmentation(TrainConfig(flip=False, rotation=0, zoom=0, translation=0, crop=40)).layers
-    assert [type(layer).__name__ for layer in layers] == ["RandomCrop", "Resizing"]
-    assert (layers[0].height, layers[0].width) == (40, 40)
-    images, labels = images_and_labels(16)
-    config = TrainConfig(batch_size=8, flip=False, rotation=0, zoom=0, translation=0, crop=40)
-    x, _ = next(iter(training_dataset(images, labels, config)))
-    assert x.shape == (8, 48, 48, 1)
-    # Zooming in on a crop changes the image (a no-op crop would leave it untouched).
-    assert not any(np.allclose(np.asarray(x)[i, ..., 0], image) for i in range(8) for image in images)

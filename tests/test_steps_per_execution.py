@@ -38,6 +38,6 @@ def test_an_epoch_that_is_not_a_multiple_of_steps_per_execution_runs_every_step(
     assert list(read_history(run)["epoch"]) == [1, 2]
     progress = read_json(run / "progress.json")
     assert progress.get("batch", 0) <= progress.get("batches", 21) == 21
-    # The best epoch's checkpoint holds the optimizer: its step count is a whole number of epochs.
-    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
-    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) in (21, 42)
+    # The optimizer's step count after the last epoch: every step of both epochs ran.
+    assert progress["step"] == 42
+    keras.saving.load_model(run / "model.keras", safe_mode=True)

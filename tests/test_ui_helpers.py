@@ -27,9 +27,10 @@ from fer.ui import (
 def test_cli_command_recreates_the_same_config():
     """Parsed by the real CLI flags, the command gives back exactly the form's config."""
     values = TrainConfig.for_architecture("vgg_fer", epochs=3, augment=False, learning_rate=2.5e-05,
-                                          data="/data/my fer").to_dict()
+                                          data="/data/my fer", devices=2, deterministic=False).to_dict()
     command = cli_command(values, "trial-1")
     assert "'/data/my fer'" in command and "--no-augment" in command
+    assert "--devices 2 --no-deterministic" in command
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "fer.train"] and words[-2:] == ["--name", "trial-1"]
     parser = argparse.ArgumentParser()
