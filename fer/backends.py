@@ -17,9 +17,16 @@ class BackendError(RuntimeError):
     """The requested backend is not installed or cannot be switched to in this process."""
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked with sys.modules[name] = None
+        return False
+
+
 def installed_backends() -> list[str]:
     """The backends whose framework is importable here (found on the path, not imported)."""
-    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+    return [name for name in BACKENDS if _installed(name)]
 
 
 def default_backend() -> str:
@@ -35,7 +42,7 @@ def activate(backend: str) -> None:
     """Make ``backend`` the Keras backend of this process; call before importing Keras."""
     if backend not in BACKENDS:
         raise BackendError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
-    if importlib.util.find_spec(backend) is None:
+    if not _installed(backend):
         installed = ", ".join(installed_backends()) or "none"
         raise BackendError(f"backend {backend!r} is not installed here (installed: {installed}); "
                            f"install it (see the README's 'Backends and devices') or pick another")

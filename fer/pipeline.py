@@ -64,18 +64,33 @@ class TrainingBatches(keras.utils.PyDataset):
 
 
 class EvaluationBatches(keras.utils.PyDataset):
-    """Batches in file order, no augmentation; the last batch may be short."""
+    """Batches in file order, no augmentation; the last batch may be short.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
+    With ``multiple_of`` > 1 (data parallelism: each device takes an equal share of a batch), a
+    short batch is padded to a multiple of it with blank faces of weight 0, which count in
+    neither the loss nor the accuracy.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, multiple_of: int = 1):
         super().__init__(workers=1, use_multiprocessing=False)
-        self.x, self.y, self.batch_size = _features(images), _one_hot(labels), batch_size
+        self.x, self.y, self.multiple_of = _features(images), _one_hot(labels), multiple_of
+        self.batch_size = max(multiple_of, batch_size - batch_size % multiple_of)
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 
     def __getitem__(self, index: int):
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.x[rows], self.y[rows]
+        x, y = self.x[rows], self.y[rows]
+        if self.multiple_of == 1:
+            return x, y
+        weights = np.ones(len(y), dtype=np.float32)
+        pad = -len(y) % self.multiple_of
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+            weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+        return x, y, weights
 
 
 def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
@@ -84,6 +99,7 @@ def training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
     return TrainingBatches(images, labels, batch_size, seed, first_epoch, class_weights)
 
 
-def evaluation_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> EvaluationBatches:
+def evaluation_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = 256,
+                       multiple_of: int = 1) -> EvaluationBatches:
     """The validation input of a run (see ``EvaluationBatches``)."""
-    return EvaluationBatches(images, labels, batch_size)
+    return EvaluationBatches(images, labels, batch_size, multiple_of)

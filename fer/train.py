@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fer.architectures import ARCHITECTURES
+from fer.backends import BackendError
 from fer.config import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -33,7 +34,6 @@ from fer.config import (
     ConfigError,
     TrainConfig,
 )
-from fer.backends import BackendError
 from fer.data import DataError
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
 from fer.files import read_json, write_json_atomic
@@ -264,12 +264,15 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     train_data = training_batches(
         dataset.train.images, dataset.train.labels, config.batch_size, config.seed, first_epoch=done,
         class_weights=_class_weights(dataset.train.labels) if config.class_weights else None)
-    val_data = evaluation_batches(dataset.val.images, dataset.val.labels)
+    val_data = evaluation_batches(dataset.val.images, dataset.val.labels, multiple_of=config.devices)
     steps = len(train_data)
     with training_scope(config):
         model = with_augmentation(build_model(config), config)
         model.compile(optimizer=_optimizer(config, steps),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                      loss=keras.losses.CategoricalCrossentropy(
+                          label_smoothing=config.label_smoothing,
+                          # Padded validation faces weigh 0 and must not count as faces either.
+                          reduction="mean_with_sample_weight" if config.devices > 1 else "sum_over_batch_size"),
                       metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
 
     done = _completed_epochs(run_dir)

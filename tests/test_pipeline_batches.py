@@ -77,3 +77,12 @@ def test_evaluation_keeps_every_image_in_order():
     assert [len(x) for x, _ in batches] == [8, 8, 8, 8, 5]
     x = np.concatenate([b[0] for b in batches])[..., 0]
     np.testing.assert_array_equal(x, images.astype(np.float32))
+
+
+def test_evaluation_for_several_devices_pads_with_weightless_faces():
+    """Each of 2 devices takes half of every batch: 7 images become 8, the blank one weighing 0."""
+    images, labels = images_and_labels(7)
+    (x, y, weights), = epoch(evaluation_batches(images, labels, 256, multiple_of=2))
+    assert len(x) == len(y) == 8
+    np.testing.assert_array_equal(weights, [1, 1, 1, 1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(x[:7, ..., 0], images.astype(np.float32))

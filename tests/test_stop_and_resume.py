@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import wait_until
 
+from fer.backends import BACKENDS
 from fer.config import TrainConfig
 from fer.runs import (
     RunError,
@@ -36,10 +37,10 @@ def launch_tiny(tmp_path, tiny_data):
     """Launches a tiny 20-epoch run; a worker a failed test leaves behind is killed afterwards."""
     runs: list[Path] = []
 
-    def start() -> Path:
+    def start(backend: str = "tensorflow") -> Path:
         config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=EPOCHS,
                                               batch_size=4, augment=False, lr_schedule="none",
-                                              early_stopping_patience=0)
+                                              early_stopping_patience=0, backend=backend)
         run = create_run(config, tmp_path / "runs")
         runs.append(run)
         launch(run)
@@ -77,9 +78,10 @@ def wait_for_end(run: Path, timeout: float) -> str:
 
 
 @pytest.mark.timeout(420)
-def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny, backend):
     """Stop lands within seconds, a second stop is a no-op, and resume fills epochs 1..N exactly once."""
-    run = launch_tiny()
+    run = launch_tiny(backend)
     with pytest.raises(RunError, match="already"):
         launch(run)  # a double click starts one worker only
     wait_until(lambda: len(epochs_logged(run)) >= 1, 180, "the first epoch", log=run / "train.log")
@@ -117,9 +119,10 @@ def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny):
 
 
 @pytest.mark.timeout(420)
-def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny, backend):
     """A worker killed by SIGKILL shows as 'interrupted' (not 'running'); resume picks up its backup."""
-    run = launch_tiny()
+    run = launch_tiny(backend)
     # Two logged epochs guarantee a backup of the first (an epoch's backup follows its history row).
     wait_until(lambda: len(epochs_logged(run)) >= 2, 180, "two epochs", log=run / "train.log")
     os.killpg(read_status(run)["pid"], signal.SIGKILL)

@@ -1,0 +1,157 @@
+"""Every Keras backend trains, evaluates and predicts; with JAX nothing imports TensorFlow; the same
+seed gives the same run; two devices train like one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import run_cli, worker_env
+from synthetic import face
+
+from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
+from fer.backends import BACKENDS
+from fer.evaluate import read_evaluation
+from fer.files import read_json
+from fer.runs import read_history, read_status
+
+pytestmark = pytest.mark.slow
+
+NO_TENSORFLOW = Path(__file__).resolve().parent / "no_tensorflow.py"
+# The VGG-FER augmentation (warp, crop and erasing) on the cheap network.
+FULL_AUGMENTATION = ["--rotation", "10", "--zoom", "0.2", "--translation", "0.2", "--crop", "40",
+                     "--erasing", "0.5"]
+
+
+def without_tensorflow(args: list, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    """``python -m <args>`` (or ``-c CODE``) under JAX in a process where importing TensorFlow fails."""
+    return subprocess.run([sys.executable, NO_TENSORFLOW, *map(str, args)], cwd=PROJECT_ROOT,
+                          env=worker_env(KERAS_BACKEND="jax", **env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def train_args(experiments: Path, name: str, data: Path, *flags: str) -> list:
+    return ["fer.train", "--experiments", experiments, "--name", name, "--architecture", "mini_xception",
+            "--data", data, "--epochs", "2", "--batch-size", "4", "--lr-schedule", "none", *flags]
+
+
+def history_without_timings(run: Path) -> pd.DataFrame:
+    return read_history(run).drop(columns=["seconds"])
+
+
+@pytest.fixture(scope="module")
+def jax_run(tmp_path_factory, tiny_data):
+    experiments = tmp_path_factory.mktemp("jax")
+    result = without_tensorflow(train_args(experiments, "jax", tiny_data, "--backend", "jax",
+                                           *FULL_AUGMENTATION), timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return experiments / "jax"
+
+
+@pytest.mark.timeout(400)
+def test_the_worker_trains_and_evaluates_on_jax_without_tensorflow(jax_run):
+    status = read_status(jax_run)
+    assert status["state"] == "finished" and status["error"] is None
+    assert (status["backend"], status["device"]) == ("jax", "1 x cpu")
+    assert read_json(jax_run / "config.json")["backend"] == "jax"
+    assert list(read_history(jax_run)["epoch"]) == [1, 2]
+    assert read_evaluation(jax_run)["splits"]["test"]["accuracy"] == pytest.approx(status["test_accuracy"])
+
+
+@pytest.mark.timeout(400)
+def test_a_run_trained_on_jax_is_an_ordinary_run_for_tensorflow(jax_run, tmp_path):
+    """Its model.keras (the network alone) loads and evaluates to the same numbers on TensorFlow."""
+    from fer.evaluate import evaluate_run
+
+    copy = shutil.copytree(jax_run, tmp_path / "copy")
+    shutil.rmtree(copy / "eval")
+    assert evaluate_run(copy) == {"val_accuracy": pytest.approx(read_status(jax_run)["val_accuracy"]),
+                                  "test_accuracy": pytest.approx(read_status(jax_run)["test_accuracy"])}
+
+
+PREDICT = """
+import json, sys
+import numpy as np
+from fer.predict import Predictor
+faces = np.load(sys.argv[1])
+predictor = Predictor.load(None)
+print(json.dumps({mode: predictor.predict_faces(faces, tta=mode).tolist()
+                  for mode in ("none", "flip", "ten_crop")}))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_predictions_on_jax_equal_those_on_tensorflow(tmp_path):
+    """The shipped model gives the same probabilities on both backends, for every TTA mode and for
+    batch sizes that are and are not a power of two (the JAX path pads them)."""
+    from fer.predict import Predictor
+
+    faces = np.stack([face(i % len(CLASSES), i) for i in range(13)]).astype(np.float32)
+    np.save(tmp_path / "faces.npy", faces)
+    result = without_tensorflow(["-c", PREDICT, tmp_path / "faces.npy"], timeout=240)
+    assert result.returncode == 0, result.stderr[-4000:]
+    on_jax = json.loads(result.stdout.strip().splitlines()[-1])
+    predictor = Predictor.load(DEFAULT_MODEL_DIR)
+    for mode, probabilities in on_jax.items():
+        np.testing.assert_allclose(probabilities, predictor.predict_faces(faces, tta=mode), atol=2e-4)
+
+
+@pytest.mark.timeout(400)
+def test_evaluation_cli_on_jax_matches_the_workers_tensorflow_evaluation(trained_run, tmp_path):
+    assert trained_run.returncode == 0, trained_run.output[-4000:]
+    copy = shutil.copytree(trained_run.path, tmp_path / "copy")
+    shutil.rmtree(copy / "eval")
+    result = without_tensorflow(["fer.evaluate", "--run", copy], timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    ours, original = read_evaluation(copy)["splits"], read_evaluation(trained_run.path)["splits"]
+    for split in ("val", "test"):
+        assert ours[split]["confusion_matrix"] == original[split]["confusion_matrix"]
+
+
+@pytest.mark.timeout(500)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_same_seed_gives_the_same_run(backend, tmp_path, tiny_data):
+    """Weights, shuffling and augmentation all follow the run's seed: history.csv repeats exactly."""
+    for name in ("first", "second"):
+        result = run_cli(train_args(tmp_path, name, tiny_data, "--backend", backend, "--seed", "7",
+                                    *FULL_AUGMENTATION), timeout=300)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    first, second = history_without_timings(tmp_path / "first"), history_without_timings(tmp_path / "second")
+    pd.testing.assert_frame_equal(first, second)
+    other = run_cli(train_args(tmp_path, "other", tiny_data, "--backend", backend, "--seed", "8",
+                               *FULL_AUGMENTATION), timeout=300)
+    assert other.returncode == 0
+    assert not history_without_timings(tmp_path / "other")["loss"].equals(first["loss"])
+
+
+@pytest.mark.timeout(500)
+def test_two_devices_train_like_one_on_jax(tmp_path, tiny_data):
+    """Data parallelism over two (virtual CPU) devices: the global batch is split, the gradients
+    averaged, so the run matches the one-device run up to rounding."""
+    for devices in ("1", "2"):
+        # Both runs see the CPU as two devices (XLA compiles a little differently for one), and
+        # train on 28 faces and validate on 7: the odd validation batch is padded for two devices.
+        result = without_tensorflow(train_args(tmp_path, f"devices{devices}", tiny_data, "--backend", "jax",
+                                               "--devices", devices, *FULL_AUGMENTATION), timeout=300,
+                                    XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert read_status(tmp_path / "devices2")["device"] == "2 x cpu"
+    one, two = history_without_timings(tmp_path / "devices1"), history_without_timings(tmp_path / "devices2")
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-3)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-3)
+
+
+@pytest.mark.timeout(120)
+def test_a_backend_that_is_not_installed_fails_the_run_with_a_message(tmp_path, tiny_data):
+    result = without_tensorflow(train_args(tmp_path, "tf", tiny_data, "--backend", "tensorflow"), timeout=100)
+    assert result.returncode == 1
+    status = read_status(tmp_path / "tf")
+    assert status["state"] == "failed"
+    assert "backend 'tensorflow' is not installed here" in status["error"]
+    assert "Traceback" not in result.stdout + result.stderr
