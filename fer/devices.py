@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.abc
 import os
+import sys
 from collections.abc import Iterator
 
 from fer.backends import activate
@@ -30,9 +32,21 @@ def _add_xla_flag(flag: str) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
 
 
+class _TensorFlowRefused(importlib.abc.MetaPathFinder):
+    """Keras imports TensorFlow whenever it can, even under JAX (``keras.utils.set_random_seed``
+    seeds TensorFlow too): seconds and hundreds of MB for nothing. This makes it look absent."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError(f"{name} is not used in a process that trains on another backend")
+        return None
+
+
 def prepare_process(config: TrainConfig) -> None:
     """Pick the run's backend and set the switches its framework reads when it is imported."""
     activate(config.backend)
+    if config.backend != "tensorflow" and "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _TensorFlowRefused())
     if config.backend == "jax":
         # On a machine without accelerators, JAX shows the CPU as this many devices (one device
         # otherwise); with a GPU or TPU the flag is ignored and the real devices are used.

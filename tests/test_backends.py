@@ -148,6 +148,26 @@ def test_two_devices_train_like_one_on_jax(tmp_path, tiny_data):
     np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-3)
 
 
+SEEDED_ON_JAX = """
+import sys
+from fer.config import TrainConfig
+from fer.devices import make_deterministic, prepare_process
+prepare_process(TrainConfig(backend="jax"))
+import keras
+make_deterministic(TrainConfig(backend="jax"))
+print(keras.backend.backend(), "tensorflow" in sys.modules)
+"""
+
+
+def test_a_worker_on_jax_never_imports_tensorflow_even_where_it_is_installed():
+    """Keras' set_random_seed would import TensorFlow to seed it too; the worker keeps it out."""
+    pytest.importorskip("tensorflow")
+    result = subprocess.run([sys.executable, "-c", SEEDED_ON_JAX], cwd=PROJECT_ROOT, env=worker_env(),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["jax", "False"]
+
+
 @pytest.mark.timeout(120)
 def test_a_backend_that_is_not_installed_fails_the_run_with_a_message(tmp_path, tiny_data):
     result = without_tensorflow(train_args(tmp_path, "tf", tiny_data, "--backend", "tensorflow"), timeout=100)
