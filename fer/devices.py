@@ -54,8 +54,7 @@ def prepare_process(config: TrainConfig) -> None:
             _add_xla_flag(f"--xla_force_host_platform_device_count={config.devices}")
         if config.deterministic:
             _add_xla_flag("--xla_gpu_deterministic_ops=true")
-    if config.backend == "tensorflow" and config.batch_size % max(1, config.devices) == 0 and \
-            (config.batch_size // max(1, config.devices)) % 2:
+    if config.backend == "tensorflow" and (config.batch_size // config.devices) % 2:
         # oneDNN's CPU kernels corrupt memory when training strided convolutions (mini-Xception's
         # 1x1/2 residuals) on odd batch sizes; TensorFlow reads this switch when it is imported.
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"

@@ -275,7 +275,6 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
                           reduction="mean_with_sample_weight" if config.devices > 1 else "sum_over_batch_size"),
                       metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
 
-    done = _completed_epochs(run_dir)
     _trim_history(run_dir, done)
     history = read_history(run_dir)
     best_so_far = float(history["val_accuracy"].max()) if not history.empty else None
