@@ -10,14 +10,18 @@ Prints one JSON line per job.
 steps_per_execution, jit_compile, precision), warms every candidate up once, then alternates short
 timed fits over the candidates for several rounds (forward order in even rounds, reversed in odd
 ones), so a host whose speed changes over minutes slows every candidate alike. Per candidate it
-reports the images/s of every round and, per round, the ratio to the fastest candidate of that
-round; the medians of those are what the benchmarks compare.
+reports the images/s of every round (steps x batch / time from the first step's begin to the last
+step's end, input waits included; see ``timed_fit`` for why not the whole fit call) and, per
+round, the ratio to the fastest candidate of that round; the medians of those are what the
+benchmarks compare.
 
 The process is set up as ``fer.train`` sets up a run: ``fer.devices.prepare_process(config)``
 (backend from ``--backend``, which also must match ``KERAS_BACKEND``), ``import keras``,
 ``fer.devices.make_deterministic(config)``, model = ``with_augmentation(build_model(config),
 config)``, compiled with ``steps_per_execution=fer.train.steps_per_execution(config, steps)``
-and fed by ``fer.pipeline.training_batches``. Under JAX nothing here imports TensorFlow.
+and fed by ``fer.pipeline.training_batches``. Under JAX the worker refuses ``import tensorflow``
+(and reports who asked: ``fer.devices.make_deterministic`` -> ``keras.utils.set_random_seed``
+imports it whenever it is installed).
 
 Feeders: ``model_bound`` (one constant batch already on the device, fed over and over),
 ``ours`` (``fer.pipeline.training_batches``) and ``seeds_idg`` (the seeds' tf-keras
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -56,7 +61,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", default="", help="FER2013 image folder (train/, test/)")
     p.add_argument("--seeds-path", default="", help="site-packages folder holding tf_keras (bench venv)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=32, help="timed steps (batches) per candidate per round")
+    p.add_argument("--steps", type=int, default=0, help="timed steps (batches) per candidate per round "
+                                                      "(0 = calibrated from --fit-seconds)")
+    p.add_argument("--fit-seconds", type=float, default=4.0,
+                   help="with --steps 0: steps per fit so that the slowest candidate's fit takes about this")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per candidate first (at least one "
                                                         "steps_per_execution)")
     p.add_argument("--rounds", type=int, default=4)
@@ -157,8 +165,9 @@ def seeds_iterator(args: argparse.Namespace):
 class Feeder:
     """What ``fit`` gets for one candidate: ``make()`` returns a fresh input for one fit call."""
 
-    def __init__(self, name: str, make, setup_s: float = 0.0, note: str = ""):
+    def __init__(self, name: str, make, setup_s: float = 0.0, note: str = "", length: int | None = None):
         self.name, self.make, self.setup_s, self.note = name, make, setup_s, note
+        self.length = length  # batches before it runs out (None: endless)
 
 
 def model_bound_feeder(args: argparse.Namespace) -> Feeder:
@@ -191,7 +200,7 @@ def ours_feeder(args: argparse.Namespace, data) -> Feeder:
     images, labels, load_s = data
     batches = training_batches(images, labels, args.batch_size, seed=0)
     return Feeder("ours", lambda: batches, setup_s=load_s,
-                  note=f"fer.pipeline.training_batches ({len(batches)} batches an epoch)")
+                  note=f"fer.pipeline.training_batches ({len(batches)} batches an epoch)", length=len(batches))
 
 
 def seeds_feeder(args: argparse.Namespace) -> Feeder:
@@ -214,7 +223,7 @@ def seeds_feeder(args: argparse.Namespace) -> Feeder:
             return x * 255.0, y
 
     data = Seeds(workers=1, use_multiprocessing=False, max_queue_size=10)
-    return Feeder("seeds_idg", lambda: data, setup_s=setup_s,
+    return Feeder("seeds_idg", lambda: data, setup_s=setup_s, length=len(data),
                   note="tf-keras ImageDataGenerator.flow_from_directory (flip; decodes the files every epoch)")
 
 
@@ -258,11 +267,51 @@ def sync(model) -> None:
             variable.value.block_until_ready()
 
 
-def timed_fit(model, feeder: Feeder, steps: int) -> float:
+class _Executions:
+    """Keras callback: wall time of every execution (``steps_per_execution`` steps, input included):
+    from the end of the previous one (or the first batch's begin) to its end. Keras converts the
+    step's logs to Python numbers before calling it, so under JAX too each execution has finished."""
+
+    def __init__(self):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def __init__(cb):  # noqa: N805
+                super().__init__()
+                cb.marks: list[float] = []
+
+            def on_train_batch_begin(cb, batch, logs=None):  # noqa: N805
+                if not cb.marks:
+                    cb.marks.append(time.perf_counter())
+
+            def on_train_batch_end(cb, batch, logs=None):  # noqa: N805
+                cb.marks.append(time.perf_counter())
+
+        self.callback = Callback()
+
+    def durations(self) -> list[float]:
+        marks = self.callback.marks
+        return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+
+
+def timed_fit(model, feeder: Feeder, steps: int) -> dict[str, Any]:
+    """One fit(steps_per_epoch=steps): ``steps_s`` from the first step's begin (its input
+    included) to the end of the last, ``wall_s`` the whole call (until the last step finished),
+    ``tail_s`` from the last step's end to the return, ``executions`` the seconds of each execution.
+
+    On TensorFlow, ``tail_s`` is sometimes seconds long: destroying the tf.data iterator waits for
+    tf.data's autotuning thread, which wakes 10 ms x (2^k - 1) after the iterator was made (2.55 s,
+    5.11 s, 10.23 s, ...); with autotuning off the wait is gone. A real run pays it once per epoch
+    (Keras makes a new iterator every epoch), a short timed fit once per fit, so rates here use
+    ``steps_s``; ``wall_s`` is reported beside them."""
+    executions = _Executions()
     start = time.perf_counter()
-    model.fit(feeder.make(), epochs=1, steps_per_epoch=steps, verbose=0)
+    model.fit(feeder.make(), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[executions.callback])
     sync(model)
-    return time.perf_counter() - start
+    end = time.perf_counter()
+    marks = executions.callback.marks
+    return {"wall_s": end - start, "steps_s": marks[-1] - marks[0], "tail_s": end - marks[-1],
+            "executions": executions.durations()}
 
 
 def _traces(model) -> int | None:
@@ -339,39 +388,66 @@ def measure_compare(args: argparse.Namespace) -> dict[str, Any]:
             models[key] = build_training_model(config, c, epoch_steps)
             models[key] += (round(time.perf_counter() - start, 2),)
         model, spe, build_s = models[key]
-        if args.steps % spe:
-            raise SystemExit(f"--steps {args.steps} is not a multiple of steps_per_execution={spe} ({c['name']})")
         built[c["name"]] = {"feeder": c["feeder"], "model": list(models).index(key), "spe": spe,
                             "augmentation": "preset" if c["augment"] == "preset" else "none",
                             "jit_compile": c["jit"], "precision": c["precision"], "build_s": build_s}
+
+    def model_of(c: dict[str, Any]):
+        return models[tuple(str(c[k]) for k in MODEL_KEYS)][0]
+
     # Warm-up: every candidate once (tracing / XLA compilation for each input signature).
     for c in candidates:
-        model, spe, _ = models[tuple(str(c[k]) for k in MODEL_KEYS)]
-        built[c["name"]]["warmup_s"] = round(timed_fit(model, feeders[c["feeder"]], max(args.warmup, spe)
-                                                       // spe * spe), 2)
-    traces_before = {n: _traces(models[tuple(str(c[k]) for k in MODEL_KEYS)][0])
-                     for n, c in ((c["name"], c) for c in candidates)}
+        spe = built[c["name"]]["spe"]
+        fit = timed_fit(model_of(c), feeders[c["feeder"]], max(args.warmup, spe) // spe * spe)
+        built[c["name"]]["warmup_s"] = round(fit["wall_s"], 2)
+    unit = math.lcm(*(b["spe"] for b in built.values()))
+    steps = args.steps
+    if not steps:
+        # Calibration: one more untimed fit of `unit` steps each; the slowest candidate's step time
+        # sets the steps per fit so that its fits take about --fit-seconds.
+        slowest = max(timed_fit(model_of(c), feeders[c["feeder"]], unit)["steps_s"] / unit for c in candidates)
+        steps = max(1, round(args.fit_seconds / slowest / unit)) * unit
+        # Never past the end of a feeder's epoch (each fit starts a new pass at its first batch).
+        shortest = min((f.length for f in feeders.values() if f.length), default=None)
+        if shortest:
+            steps = max(unit, min(steps, shortest // unit * unit))
+    elif steps % unit:
+        raise SystemExit(f"--steps {steps} is not a multiple of every steps_per_execution (lcm {unit})")
+    traces_before = {c["name"]: _traces(model_of(c)) for c in candidates}
     rates: dict[str, list[float]] = {c["name"]: [] for c in candidates}
+    walls: dict[str, list[float]] = {c["name"]: [] for c in candidates}
+    tails: dict[str, list[float]] = {c["name"]: [] for c in candidates}
+    executions: dict[str, list[float]] = {c["name"]: [] for c in candidates}
     orders = []
     for r in range(args.rounds):
         order = candidates if r % 2 == 0 else candidates[::-1]
         orders.append([c["name"] for c in order])
         for c in order:
-            model = models[tuple(str(c[k]) for k in MODEL_KEYS)][0]
-            seconds = timed_fit(model, feeders[c["feeder"]], args.steps)
-            rates[c["name"]].append(args.steps * args.batch_size / seconds)
+            fit = timed_fit(model_of(c), feeders[c["feeder"]], steps)
+            rates[c["name"]].append(steps * args.batch_size / fit["steps_s"])
+            walls[c["name"]].append(steps * args.batch_size / fit["wall_s"])
+            tails[c["name"]].append(fit["tail_s"])
+            executions[c["name"]] += [d / built[c["name"]]["spe"] for d in fit["executions"]]
     for c in candidates:
-        after = _traces(models[tuple(str(c[k]) for k in MODEL_KEYS)][0])
-        before = traces_before[c["name"]]
+        after, before = _traces(model_of(c)), traces_before[c["name"]]
         built[c["name"]]["retraces_in_timed_rounds"] = None if before is None or after is None else after - before
     result = interleave(rates)
+    fast = {name: args.batch_size / statistics.quantiles(d, n=4)[0] if len(d) > 1 else None
+            for name, d in executions.items()}
+    best = max((v for v in fast.values() if v), default=None)
     for name, row in result["candidates"].items():
         row.update(built[name])
+        row["step_s_per_execution_min_median_max"] = [round(f(executions[name]) , 3) for f in
+                                                      (min, statistics.median, max)] if executions[name] else None
+        row["fast_mode_images_per_s"] = round(fast[name], 1) if fast[name] else None
+        row["fast_mode_ratio_to_fastest"] = round(fast[name] / best, 3) if fast[name] and best else None
+        row["fit_wall_images_per_s_per_round"] = [round(x, 1) for x in walls[name]]
+        row["end_of_fit_wait_s_per_round"] = [round(x, 2) for x in tails[name]]
     return {**info, "candidates": result["candidates"], "fastest_per_round": result["fastest_per_round"],
             "order_per_round": orders, "skipped": skipped,
             "feeders": {name: {"setup_s": round(f.setup_s, 2), "note": f.note} for name, f in feeders.items()},
             "preset_augmentation": augmentation_of(config), "epoch_steps": epoch_steps,
-            "steps": args.steps, "rounds": args.rounds}
+            "steps": steps, "steps_chosen": "calibrated" if not args.steps else "given", "rounds": args.rounds}
 
 
 def measure_pipeline(args: argparse.Namespace) -> dict[str, Any]:
@@ -440,12 +516,17 @@ def options(job: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
     result = measure_pipeline(args) if args.mode == "pipeline" else measure_compare(args)
     import keras
 
     result.update({"mode": args.mode, "backend": keras.backend.backend(), "keras": keras.__version__,
                    "model": args.model if args.mode == "compare" else None, "batch_size": args.batch_size,
-                   "tensorflow_imported": "tensorflow" in sys.modules, "peak_rss_mb": peak_rss_mb()})
+                   "tensorflow_imported": "tensorflow" in sys.modules, "peak_rss_mb": peak_rss_mb(),
+                   "job_s": round(time.perf_counter() - start, 1),
+                   # Two cores: a 1-minute load above ~2 means other processes shared them.
+                   "load_average_1min_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
     if result["backend"] == "jax":
         result["tensorflow_imports_refused"] = TENSORFLOW_IMPORTS
     print(json.dumps(result), flush=True)

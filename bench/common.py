@@ -63,7 +63,7 @@ def hardware() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for module in ("tensorflow", "keras", "streamlit", "cv2", "numpy"):
+    for module in ("tensorflow", "jax", "keras", "streamlit", "cv2", "numpy"):
         with contextlib.suppress(Exception):  # a missing package is just not reported
             versions[module] = __import__(module).__version__ if module in sys.modules else _version(module)
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gb": memory_gb,
@@ -146,14 +146,18 @@ def run_json(command: list[str], cwd: Path | None = None, env: dict[str, str] | 
 
 
 def run_jobs(python: str | Path, jobs: list[dict[str, Any]], fresh: bool = True,
-             timeout: float = 1800) -> list[dict[str, Any]]:
-    """Run bench._train_worker jobs: each in a fresh process (``fresh``, for measurements), or all
-    in one process (quick smoke runs: one TensorFlow import). Results in job order."""
+             timeout: float = 1800, backend: str | None = None) -> list[dict[str, Any]]:
+    """Run bench._train_worker jobs: each in a fresh process (``fresh``), or all in one process.
+    ``backend`` sets KERAS_BACKEND for the process (Keras reads it when it is first imported).
+    Results in job order."""
     groups = [[job] for job in jobs] if fresh else [jobs]
     results: list[dict[str, Any]] = []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    if backend:
+        env["KERAS_BACKEND"] = backend
     for group in groups:
-        log("running", json.dumps(group) if len(group) == 1 else f"{len(group)} jobs in one process")
+        log(f"running on {backend or 'the default backend'}:",
+            json.dumps(group) if len(group) == 1 else f"{len(group)} jobs in one process")
         command = [str(python), "-m", "bench._train_worker", "--jobs", json.dumps(group, default=str)]
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
                                 check=False)
@@ -161,9 +165,42 @@ def run_jobs(python: str | Path, jobs: list[dict[str, Any]], fresh: bool = True,
         if result.returncode != 0 or len(lines) != len(group):
             raise RuntimeError(f"bench._train_worker failed ({result.returncode}):\n{result.stderr[-3000:]}")
         for line in lines:
-            log("  ->", line.get("images_per_s"), "images/s", line.get("feeder"), line.get("model"))
+            log("  ->", line.get("backend"), line.get("model") or line.get("mode"), ", ".join(
+                f"{name} {row['median_images_per_s']}/s" for name, row in line.get("candidates", {}).items()))
         results += lines
     return results
+
+
+def bench_site_packages() -> Path | None:
+    """The bench venv's site-packages folder that holds tf_keras (None without the venv or tf-keras).
+
+    The training benchmarks append it to ``sys.path`` in their TensorFlow worker, after the
+    project's own packages, so the seeds' ImageDataGenerator runs in the same process as our
+    pipeline, on the project's TensorFlow."""
+    python = bench_python()
+    if python is None:
+        return None
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.util, os; s = importlib.util.find_spec('tf_keras'); "
+                            "print(os.path.dirname(os.path.dirname(s.origin)) if s else '')"],
+        capture_output=True, text=True, timeout=60, check=False)
+    folder = probe.stdout.strip()
+    return Path(folder) if probe.returncode == 0 and folder else None
+
+
+def backends_argument(value: str) -> list[str]:
+    """``--backend`` of the training benchmarks: tensorflow, jax, or both (comma-separated or
+    "all"); only installed ones."""
+    from fer.backends import BACKENDS, installed_backends
+
+    wanted = list(BACKENDS) if value in ("", "all", "both") else [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [b for b in wanted if b not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"error: unknown backend(s) {', '.join(unknown)}; use {', '.join(BACKENDS)}")
+    missing = [b for b in wanted if b not in installed_backends()]
+    for name in missing:
+        log(f"backend {name} is not installed here: skipped")
+    return [b for b in wanted if b not in missing]
 
 
 # ---- data -------------------------------------------------------------------------------------

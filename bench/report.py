@@ -31,27 +31,18 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
     out: list[tuple[str, str, str, str]] = []
     pipe = load("input_pipeline", quick)
     if pipe:
-        p, r = pipe["pipeline_only"], pipe["ratios"]
-        seeds = p.get("seeds_idg", {}).get("images_per_s")
-        out.append(("1a pipeline-only images/s: seeds ImageDataGenerator / ours (flip) / ours (preset aug) / "
-                    "fused preset aug (candidate)",
-                    f"{seeds} / {p['ours_flip']['images_per_s']} / {p.get('ours_preset_aug', {}).get('images_per_s')}"
-                    f" / {p.get('ours_preset_fused', {}).get('images_per_s')}"
-                    f" (ours = {r.get('pipeline_ours_flip_vs_seeds')}x)", ">= 3x seeds",
-                    yes(pipe["targets_met"].get("pipeline_ours_>=3x_seeds"))))
-        for model, t in pipe["training"].items():
-            out.append((f"1b/c {model} training images/s: model-bound / ours (flip) / ours (preset aug) / "
-                        "fused preset aug (candidate) / seeds",
-                        " / ".join(str(t.get(k, {}).get("images_per_s")) for k in
-                                   ("model_bound", "ours_flip", "ours_preset_aug", "ours_preset_fused", "seeds_idg"))
-                        + f" (ours = {r.get(f'train_{model}_ours_flip_vs_model_bound', 0):.0%} of model-bound)",
-                        ">= 90% of model-bound", yes(pipe["targets_met"].get(f"train_{model}_ours_>=90%_model_bound"))))
+        out += input_pipeline_rows(pipe)
     step = load("train_step", quick)
     if step:
-        for model, variants in step["variants"].items():
-            text = "; ".join(f"{name}: {v['epoch_s']} s ({step['speedup_vs_baseline'][model][name]}x)"
-                             for name, v in variants.items())
-            out.append((f"2 {model} epoch time (448 steps of 64, extrapolated)", text, "apply what helps", "-"))
+        for backend, models in step["variants"].items():
+            for model, variants in models.items():
+                text = "; ".join(f"{name}: {v['epoch_s']} s ({step['speedup_vs_baseline'][backend][model][name]}x)"
+                                 for name, v in variants.items())
+                out.append((f"2 {model} on {backend}: epoch time (448 steps of 64, extrapolated; variants "
+                            "interleaved)", text, "apply what helps", "-"))
+        if "not measured" in step.get("gpu", ""):
+            out.append(("2 GPU: mixed precision, XLA, batch size, utilisation", "not measured: no GPU",
+                        "measure", "not measured"))
     pred = load("predict_latency", quick)
     if pred:
         ours = pred["ours"]
@@ -102,6 +93,43 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
         out.append((f"5 RSS growth over {p['requests']} predictions after warm-up (MiB)",
                     f"{p['growth_after_warmup_mb']} ({p['rss_mb_after_request']})", "no growth",
                     yes(abs(p["growth_after_warmup_mb"]) < 5)))
+    return out
+
+
+def input_pipeline_rows(pipe: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Rows of bench.input_pipeline: pipeline-only, per (backend, model) training rates, the GPU target."""
+    out: list[tuple[str, str, str, str]] = []
+    met, r = pipe["targets_met"], pipe["ratios"]
+    for backend, row in pipe["pipeline_only"].items():
+        c = row["candidates"]
+        if "seeds_idg" not in c:
+            continue
+        out.append((f"1a pipeline-only images/s on {backend}: seeds ImageDataGenerator / ours (no model; "
+                    "interleaved)", f"{c['seeds_idg']['median_images_per_s']} / {c['ours']['median_images_per_s']}"
+                    f" (ours = {r.get(f'{backend}_pipeline_ours_vs_seeds', 0):.1f}x)", ">= 3x seeds",
+                    yes(met.get(f"{backend}_pipeline_ours_>=3x_seeds"))))
+    names = ("model_bound", "ours_plain", "ours_preset_aug", "seeds_idg")
+    for backend, models in pipe["training"].items():
+        for model, row in models.items():
+            c = row["candidates"]
+            prefix = f"{backend}_{model}"
+            rates = " / ".join(str(c[n]["median_images_per_s"]) if n in c else "-" for n in names)
+            ratios = " / ".join(f"{c[n]['median_ratio_to_fastest']:.0%}" if n in c else "-" for n in names)
+            fast = " / ".join(f"{c[n]['fast_mode_ratio_to_fastest']:.0%}" if c.get(n, {}).get(
+                "fast_mode_ratio_to_fastest") else "-" for n in names)
+            flags = [met.get(f"{prefix}_preset_aug_>=90%_model_bound"),
+                     met.get(f"{prefix}_ours_plain_>=fastest_within_noise")]
+            out.append((f"1b {model} on {backend}, training images/s: model-bound / ours plain / ours + preset "
+                        f"augmentation / seeds (median of {pipe['rounds']} interleaved rounds)",
+                        f"{rates}; of the round's fastest: {ratios} (fast-mode steps: {fast}); preset aug = "
+                        f"{r.get(f'{prefix}_ours_preset_aug_vs_model_bound', 0):.0%} of model-bound",
+                        "aug >= 90% of model-bound; plain >= fastest - 5%",
+                        "n/a" if None in flags else ("met" if all(flags) else "**missed**")))
+    gpu = pipe.get("gpu_target")
+    if gpu:
+        out.append(("1c vgg_fer + preset augmentation on one H100, images/s",
+                    str(gpu.get("images_per_s")) if gpu["measured"] else f"not measured: {gpu['why']}",
+                    ">= 20,000", yes(gpu["met"]) if gpu["measured"] else "not measured"))
     return out
 
 

@@ -1,73 +1,114 @@
-"""Issue 5.2 - training step speed on CPU: mini_xception and vgg_fer, what helps and what does not.
+"""Issue 5.2 - training step speed on CPU: mini_xception and vgg_fer, what helps and what does not,
+on every Keras backend, interleaved in time.
 
-    python -m bench.train_step            # full measurement (a few minutes on 2 cores)
-    python -m bench.train_step --quick    # two steps per variant on a tiny synthetic set (smoke test)
+    python -m bench.train_step                   # both backends (a few minutes on 2 cores)
+    python -m bench.train_step --backend jax     # one backend (tensorflow, jax, or both)
+    python -m bench.train_step --quick           # tiny synthetic set, two variants (smoke test)
 
-Each variant trains the preset (its batch size, optimizer and augmentation, fed by
-``fer.pipeline.training_dataset`` exactly like ``fer.train``) in a fresh process and times a fixed
-number of steps after an untimed warm-up (tracing). One epoch of FER2013 is 28709 // 64 = 448
-steps: ``epoch_s`` extrapolates the measured step time to that (validation excluded), because a
-real vgg_fer epoch takes most of an hour on two cores. Variants: ``jit_compile=True`` (XLA),
-``steps_per_execution``, ``mixed_bfloat16``, explicit thread settings. Layouts are already
-channels-last (Keras' default, the only layout TensorFlow's CPU convolutions support).
-Retracing: the training set is batched with ``drop_remainder=True`` so every step has one shape
-(one trace); ``retraces`` counts traces of the train function during the timed steps.
+Every variant trains the preset as ``fer.train`` does (with_augmentation(network, preset), its
+batch size and optimizer, fed by ``fer.pipeline.training_batches``). ONE worker process per
+(backend, model) builds and compiles one model per variant, warms each up (tracing, XLA
+compilation), then alternates timed fits of ``--steps`` steps over the variants for ``--rounds``
+rounds, because this machine's speed drifts over minutes. ``baseline`` is the product's setting
+(steps_per_execution from fer.train.steps_per_execution: 16 for mini_xception, 1 for vgg_fer;
+``jit_compile="auto"``: XLA under JAX, none on TensorFlow's CPU; float32). Variants: another
+``steps_per_execution``, ``mixed_bfloat16`` (the CPU's 16-bit type), and on TensorFlow
+``jit_compile=True`` (XLA; under JAX every step is XLA already). speedup = the median over rounds of
+variant rate / baseline rate of the same round (> 1 is faster). One epoch of FER2013 is
+28709 // 64 = 448 steps: ``epoch_s`` extrapolates the median rate to that (validation excluded).
+Explicit thread settings are process-wide, so they cannot alternate in one process: run
+``python -m bench._train_worker --intra 2 --inter 1 ...`` by hand (earlier: no change).
 
 There is no GPU on this machine: the GPU half of the issue (mixed precision, XLA, batch size and
-utilisation on a GPU) is not measured here. Needs no bench venv.
+utilisation on a GPU) is not measured here; ``gpu`` in the JSON says so. Needs no bench venv.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
-from bench.common import fer_folder, run_jobs, write_result
+from bench.common import backends_argument, fer_folder, run_jobs, write_result
 
 STEPS_PER_EPOCH = 28709 // 64
+# name -> candidate settings (see bench._train_worker); "baseline" is the product's.
 VARIANTS = {
-    "mini_xception": [("baseline", {}), ("steps_per_execution=16", {"spe": 16}),
-                      ("mixed_bfloat16", {"precision": "mixed_bfloat16"}), ("jit_compile", {"jit": True}),
-                      ("threads intra=2 inter=1", {"intra": 2, "inter": 1})],
+    "mini_xception": [("baseline", {}), ("steps_per_execution=1", {"spe": 1}),
+                      ("mixed_bfloat16", {"precision": "mixed_bfloat16"}),
+                      ("jit_compile", {"jit": "true"})],
     "vgg_fer": [("baseline", {}), ("steps_per_execution=4", {"spe": 4}),
-                ("mixed_bfloat16", {"precision": "mixed_bfloat16"}), ("jit_compile", {"jit": True})],
+                ("mixed_bfloat16", {"precision": "mixed_bfloat16"}), ("jit_compile", {"jit": "true"})],
 }
+TENSORFLOW_ONLY = {"jit_compile"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.train_step", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny synthetic data, mini_xception baseline only, two steps (smoke test)")
+                        help="tiny synthetic data, mini_xception baseline and one variant (smoke test)")
+    parser.add_argument("--backend", default="both", help="tensorflow, jax or both (default)")
     parser.add_argument("--models", default=",".join(VARIANTS))
-    parser.add_argument("--steps", default="mini_xception=48,vgg_fer=8",
-                        help="timed steps per model (a multiple of every steps_per_execution)")
+    parser.add_argument("--steps", default="",
+                        help="timed steps per variant per round, e.g. mini_xception=48,vgg_fer=4 (a multiple "
+                             "of every steps_per_execution); models not named are calibrated")
+    parser.add_argument("--fit-seconds", type=float, default=4.0,
+                        help="calibrated steps: the slowest variant's timed fit takes about this long")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    backends = backends_argument(args.backend)
     folder, data_kind = fer_folder(args.quick)
-    steps = dict(item.split("=") for item in args.steps.split(","))
+    steps = {k: int(v) for k, v in (item.split("=") for item in args.steps.split(",") if item)}
     models = ["mini_xception"] if args.quick else args.models.split(",")
-    jobs, names = [], []
+    batch = 8 if args.quick else 64
+    table: dict[str, dict[str, dict]] = {b: {} for b in backends}
+    speedups: dict[str, dict[str, dict]] = {b: {} for b in backends}
+    processes: dict[str, dict[str, dict]] = {b: {} for b in backends}
+    devices = set()
     for model in models:
-        for name, options in VARIANTS[model][:1] if args.quick else VARIANTS[model]:
-            spe = options.get("spe", 1)
-            job = {"mode": "train", "feeder": "tfdata", "augment": "preset", "model": model,
-                   "data": str(folder), "batch_size": 8 if args.quick else 64,
-                   "steps": spe * 2 if args.quick else int(steps[model]),
-                   "warmup": spe if args.quick else max(spe, 4), **options}
-            jobs.append(job)
-            names.append((model, name))
-    results = run_jobs(sys.executable, jobs, fresh=not args.quick)
-    table: dict[str, dict] = {}
-    for (model, name), row in zip(names, results, strict=True):
-        row["epoch_s"] = round(row["step_ms"] * STEPS_PER_EPOCH / 1000, 1)
-        table.setdefault(model, {})[name] = row
-    ratios = {model: {name: round(rows["baseline"]["step_ms"] / row["step_ms"], 2) for name, row in rows.items()}
-              for model, rows in table.items()}
+        for backend in backends:
+            variants = [(name, settings) for name, settings in VARIANTS[model]
+                        if backend == "tensorflow" or name not in TENSORFLOW_ONLY]
+            if args.quick:
+                variants = variants[:2]
+            job = {"mode": "compare", "backend": backend, "model": model, "data": str(folder),
+                   "batch_size": batch, "steps": 3 if args.quick else steps.get(model, 0),
+                   "fit_seconds": args.fit_seconds,
+                   "warmup": 1 if args.quick else 4, "rounds": 2 if args.quick else args.rounds,
+                   "candidates": [{"name": name, "feeder": "ours", "augment": "preset", **settings}
+                                  for name, settings in variants]}
+            row = run_jobs(sys.executable, [job], backend=backend)[0]
+            devices.add(row["device"])
+            rows = row["candidates"]
+            base = rows["baseline"]["images_per_s_per_round"]
+            for cand in rows.values():
+                cand["epoch_s"] = round(STEPS_PER_EPOCH * 64 / cand["median_images_per_s"], 1)
+                cand["step_ms"] = round(batch / cand["median_images_per_s"] * 1000, 1)
+            table[backend][model] = rows
+            processes[backend][model] = {k: row.get(k) for k in (
+                "device", "fastest_per_round", "order_per_round", "preset_augmentation", "steps", "rounds",
+                "tensorflow_imported", "tensorflow_imports_refused", "peak_rss_mb", "job_s",
+                "load_average_1min_start_end")}
+            speedups[backend][model] = {
+                name: round(statistics.median(x / b for x, b in zip(cand["images_per_s_per_round"], base,
+                                                                     strict=True)), 2)
+                for name, cand in rows.items()}
+    gpu = any(not d.endswith("x cpu") for d in devices)
     write_result("train_step", {
-        "quick": args.quick, "data": f"{data_kind} ({folder})", "gpu": "none: CPU-only machine, GPU part not measured",
-        "notes": ["epoch_s = step_ms x 448 steps (FER2013 train, batch 64), validation excluded",
-                  "speedup = baseline step time / variant step time (> 1 is faster)",
-                  "--quick runs all variants in one process: its numbers mean nothing"],
-        "variants": table, "speedup_vs_baseline": ratios})
+        "quick": args.quick, "data": f"{data_kind} ({folder})", "backends": backends,
+        "gpu": (f"measured on {', '.join(sorted(devices))}" if gpu
+                else "none: CPU-only machine, GPU part (mixed precision, XLA, batch size, utilisation) not measured"),
+        "notes": ["one worker process per (backend, model): every variant compiled there and timed in "
+                  "alternating rounds (forward, then reversed order) after one warm-up fit each",
+                  "baseline = the product's settings (fer.train.steps_per_execution, jit_compile='auto', float32)",
+                  "rates: steps x batch / time from the first step's begin to the last step's end in each timed "
+                  "fit (fit setup and TensorFlow's end-of-fit tf.data wait left out: see bench.input_pipeline)",
+                  "speedup = median over rounds of variant rate / baseline rate of the same round (> 1 is faster)",
+                  "epoch_s = 448 steps of 64 at the median rate, validation excluded",
+                  "load_average_1min_start_end (per worker process): on two cores a load above ~2 means "
+                  "other processes shared the CPU, so every rate is lower (the ratios less affected)",
+                  "--quick runs on 28 images: its numbers mean nothing"],
+        "variants": table, "speedup_vs_baseline": speedups, "processes": processes})
     return 0
 
 

@@ -32,16 +32,50 @@ def run_bench(name: str, tmp_path) -> dict:
 
 
 def test_input_pipeline(tmp_path):
+    """Every installed backend, the interleaved feeders, the ratios the README table needs; no
+    TensorFlow under JAX; the seeds' generator only on TensorFlow and only with the bench venv."""
+    from bench.common import bench_site_packages
+    from fer.backends import installed_backends
+
     out = run_bench("input_pipeline", tmp_path)
-    assert out["pipeline_only"]["ours_flip"]["images_per_s"] > 0
-    assert out["training"]["mini_xception"]["model_bound"]["images_per_s"] > 0
-    assert "train_mini_xception_ours_flip_vs_model_bound" in out["ratios"]
+    backends = installed_backends()
+    assert out["backends"] == backends
+    seeds = bench_site_packages() is not None
+    for backend in backends:
+        pipeline = out["pipeline_only"][backend]["candidates"]
+        assert pipeline["ours"]["median_images_per_s"] > 0
+        assert ("seeds_idg" in pipeline) == (seeds and backend == "tensorflow")
+        row = out["training"][backend]["mini_xception"]
+        assert row["backend"] == backend
+        expected = {"model_bound", "ours_plain", "ours_preset_aug"} | (
+            {"seeds_idg"} if seeds and backend == "tensorflow" else set())
+        assert set(row["candidates"]) == expected
+        for candidate in row["candidates"].values():
+            assert candidate["median_images_per_s"] > 0
+            assert len(candidate["ratio_to_fastest_per_round"]) == out["rounds"]
+            assert 0 < candidate["median_ratio_to_fastest"] <= 1
+            assert len(candidate["fit_wall_images_per_s_per_round"]) == out["rounds"]
+        assert row["candidates"]["ours_preset_aug"]["augmentation"] == "preset"
+        assert row["candidates"]["ours_plain"]["augmentation"] == "none"
+        assert f"{backend}_mini_xception_ours_preset_aug_vs_model_bound" in out["ratios"]
+        assert f"{backend}_mini_xception_preset_aug_>=90%_model_bound" in out["targets_met"]
+        assert f"{backend}_mini_xception_ours_plain_>=fastest_within_noise" in out["targets_met"]
+        if backend == "jax":
+            assert row["tensorflow_imported"] is False
+            assert out["pipeline_only"][backend]["tensorflow_imported"] is False
+    if not any(row["gpu"] for rows in out["training"].values() for row in rows.values()):
+        assert out["gpu_target"]["measured"] is False and out["gpu_target"]["met"] is None
+        assert "not measured" in out["gpu_target"]["why"]
 
 
 def test_train_step(tmp_path):
+    from fer.backends import installed_backends
+
     out = run_bench("train_step", tmp_path)
-    rows = out["variants"]["mini_xception"]
-    assert rows["baseline"]["epoch_s"] > 0
+    for backend in installed_backends():
+        rows = out["variants"][backend]["mini_xception"]
+        assert rows["baseline"]["epoch_s"] > 0
+        assert out["speedup_vs_baseline"][backend]["mini_xception"]["baseline"] == 1.0
 
 
 def test_predict_latency(tmp_path):
