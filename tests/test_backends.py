@@ -148,6 +148,42 @@ def test_two_devices_train_like_one_on_jax(tmp_path, tiny_data):
     np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-3)
 
 
+EVERY_PRESET = """
+import json, math
+import numpy as np
+import keras
+from fer.architectures import ARCHITECTURES
+from fer.augment import with_augmentation
+from fer.config import TrainConfig
+from fer.models import build_model
+from fer.pipeline import training_batches
+from fer.train import _optimizer
+rng = np.random.default_rng(0)
+faces, labels = rng.integers(0, 256, (8, 48, 48)).astype(np.uint8), np.arange(8) % 7
+losses = {}
+for name in ARCHITECTURES:
+    config = TrainConfig.for_architecture(name, batch_size=4, backend="jax")
+    model = with_augmentation(build_model(config), config)
+    model.compile(optimizer=_optimizer(config, 2), loss="categorical_crossentropy")
+    history = model.fit(training_batches(faces, labels, 4, config.seed), epochs=1, verbose=0)
+    losses[name] = history.history["loss"][0]
+    keras.backend.clear_session()
+print(json.dumps(losses))
+"""
+
+
+@pytest.mark.timeout(600)
+def test_every_preset_trains_a_tiny_epoch_on_jax_with_its_augmentation():
+    """Each architecture with its preset (augmentation in the step) trains under JAX without TensorFlow."""
+    from fer.architectures import ARCHITECTURES
+
+    result = without_tensorflow(["-c", EVERY_PRESET], timeout=560)
+    assert result.returncode == 0, result.stderr[-4000:]
+    losses = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(losses) == list(ARCHITECTURES)
+    assert all(np.isfinite(loss) for loss in losses.values()), losses
+
+
 SEEDED_ON_JAX = """
 import sys
 from fer.config import TrainConfig

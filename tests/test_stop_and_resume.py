@@ -150,9 +150,12 @@ def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
 
     config = TrainConfig(lr_schedule="plateau", early_stopping_patience=5)
     callbacks = _callbacks(tmp_path, config, _StopFlag(), steps=1, best_so_far=None)
-    kinds = [type(callback) for callback in callbacks]
-    assert kinds[-1] is keras.callbacks.BackupAndRestore
-    assert kinds.index(keras.callbacks.CSVLogger) < kinds.index(keras.callbacks.ModelCheckpoint)
+    assert type(callbacks[-1]) is keras.callbacks.BackupAndRestore
+
+    def position(kind) -> int:
+        return next(i for i, callback in enumerate(callbacks) if isinstance(callback, kind))
+
+    assert position(keras.callbacks.CSVLogger) < position(keras.callbacks.ModelCheckpoint)
 
 
 @pytest.mark.timeout(300)
