@@ -24,6 +24,15 @@ class ArchitectureInfo:
     steps_per_execution: int = 1
 
 
+# Khaireddin & Chen's recipe: SGD + Nesterov, plateau schedule on val accuracy, random 40x40
+# crops (ten-crop TTA then matches), erasing, 300 epochs.
+VGG_FER_RECIPE: dict[str, Any] = {
+    "epochs": 300, "optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "l2": 5e-5,
+    "lr_schedule": "plateau", "plateau_monitor": "val_accuracy", "plateau_factor": 0.75,
+    "plateau_patience": 5, "dropout": 0.2, "early_stopping_patience": 0, "rotation": 10.0,
+    "zoom": 0.2, "translation": 0.2, "erasing": 0.5, "crop": 40,
+}
+
 ARCHITECTURES: dict[str, ArchitectureInfo] = {
     info.name: info
     for info in [
@@ -48,11 +57,7 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
                         "head; 73.3% PrivateTest in the paper.",
             source="Khaireddin & Chen (2021), arXiv:2105.03588",
             params=40_380_359,
-            defaults={"epochs": 300, "optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9,
-                      "l2": 5e-5, "lr_schedule": "plateau", "plateau_monitor": "val_accuracy",
-                      "plateau_factor": 0.75, "plateau_patience": 5, "dropout": 0.2,
-                      "early_stopping_patience": 0, "rotation": 10.0, "zoom": 0.2,
-                      "translation": 0.2, "erasing": 0.5, "crop": 40},
+            defaults=VGG_FER_RECIPE,
         ),
         ArchitectureInfo(
             name="vgg_fer_compact",
@@ -61,13 +66,7 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
                         "head: 5.9M parameters (a 23 MB model to ship) and VGG-FER's recipe.",
             source="Khaireddin & Chen (2021), arXiv:2105.03588, compact head",
             params=5_873_607,
-            # VGG-FER's recipe: SGD + Nesterov, plateau schedule on val accuracy, random 40x40
-            # crops (ten-crop TTA then matches), erasing; VGG-FER's epoch count.
-            defaults={"epochs": 300, "optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9,
-                      "l2": 5e-5, "lr_schedule": "plateau", "plateau_monitor": "val_accuracy",
-                      "plateau_factor": 0.75, "plateau_patience": 5, "dropout": 0.3,
-                      "early_stopping_patience": 0, "rotation": 10.0, "zoom": 0.2,
-                      "translation": 0.2, "erasing": 0.5, "crop": 40},
+            defaults={**VGG_FER_RECIPE, "dropout": 0.3},
         ),
         ArchitectureInfo(
             name="seed_cnn_a",

@@ -61,19 +61,24 @@ def mini_xception(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="mini_xception")
 
 
-def vgg_fer(config: TrainConfig) -> keras.Model:
-    """VGG variant of Khaireddin & Chen, "Facial Emotion Recognition: State of the Art
-    Performance on FER2013" (2021), arXiv:2105.03588: 4 stages of 2x (conv3x3-BN-ReLU), max-pool,
-    then two 4096-unit fully connected layers."""
-    reg = _l2(config)
-    inputs, x = _inputs()
+def _vgg_fer_trunk(x: keras.KerasTensor, reg: regularizers.Regularizer | None) -> keras.KerasTensor:
+    """VGG-FER's four stages of two 3x3 conv-BN-ReLU blocks (64-512 filters), each max-pooled."""
     for filters in (64, 128, 256, 512):
         for _ in range(2):
             x = layers.Conv2D(filters, 3, padding="same", kernel_regularizer=reg)(x)
             x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
+    return x
+
+
+def vgg_fer(config: TrainConfig) -> keras.Model:
+    """VGG variant of Khaireddin & Chen, "Facial Emotion Recognition: State of the Art
+    Performance on FER2013" (2021), arXiv:2105.03588: 4 stages of 2x (conv3x3-BN-ReLU), max-pool,
+    then two 4096-unit fully connected layers."""
+    reg = _l2(config)
+    inputs, x = _inputs()
+    x = layers.Flatten()(_vgg_fer_trunk(x, reg))
     for _ in range(2):
         x = layers.Dense(4096, activation="relu", kernel_regularizer=reg)(x)
         x = layers.Dropout(config.dropout)(x)
@@ -88,13 +93,7 @@ def vgg_fer_compact(config: TrainConfig) -> keras.Model:
     (e.g. Pramerdorfer & Kampel 2016, arXiv:1612.02903)."""
     reg = _l2(config)
     inputs, x = _inputs()
-    for filters in (64, 128, 256, 512):
-        for _ in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", kernel_regularizer=reg)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
+    x = layers.Flatten()(_vgg_fer_trunk(x, reg))
     x = layers.Dropout(config.dropout)(x)
     x = layers.Dense(256, activation="relu", kernel_regularizer=reg)(x)
     x = layers.Dropout(config.dropout)(x)
