@@ -378,7 +378,7 @@ def temp_dir(prefix: str) -> Path:
 def add_model_and_data_arguments(parser, result_name: str) -> None:
     """The ``--model``, ``--data`` and ``--output`` options of the accuracy benchmarks."""
     parser.add_argument("--model", default="", help="our model: a run folder or .keras file (default: shipped)")
-    parser.add_argument("--data", default="", help="FER2013 location (default: FER_DATA or the shared archive)")
+    parser.add_argument("--data", default="", help="FER2013 location (default: FER_DATA or data/ in the project)")
     parser.add_argument("--output", default=str(RESULTS / f"{result_name}.json"))
 
 

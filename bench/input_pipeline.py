@@ -35,7 +35,7 @@ The baseline needs tf-keras, installed only in the bench venv (never in the proj
 Only ``tf_keras`` is taken from it (its site-packages folder is appended to the TensorFlow worker's
 path), so the seeds' generator runs on the project's TensorFlow, in the same process as ours.
 Without the venv the seeds rows are reported as skipped. Uses the real FER2013 images when present
-(FER_DATA or the shared archive), else a synthetic set of the same size and format.
+(FER_DATA or data/ in the project), else a synthetic set of the same size and format.
 """
 
 from __future__ import annotations

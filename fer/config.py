@@ -23,7 +23,7 @@ PLATEAU_MONITORS = ("val_loss", "val_accuracy")
 # One line per parameter, shown as help in the UI and the CLI.
 PARAMETER_HELP: dict[str, str] = {
     "architecture": "network to train (see the presets table)",
-    "data": "dataset folder, .tar.gz or fer2013.csv; empty = FER_DATA or the shared archive",
+    "data": "dataset folder, .tar.gz or fer2013.csv; empty = FER_DATA or data/ in the project",
     "epochs": "maximum number of passes over the training set (1-10000)",
     "batch_size": "images per training step (1-4096); the last short batch is dropped",
     "optimizer": "adam, adamw (decoupled weight decay) or sgd (with Nesterov momentum)",

@@ -75,11 +75,10 @@ def cache_dir() -> Path:
 
 
 def default_data_location() -> Path | None:
-    """``FER_DATA``, else the shared FER2013 archive, else ``data/`` in the project; None if none."""
+    """``FER_DATA``, else FER2013 in ``data/`` of the project; None if none."""
     if os.environ.get("FER_DATA"):
         return Path(os.environ["FER_DATA"]).expanduser()
     candidates = [
-        PROJECT_ROOT.parent / "shared" / "data" / "fer2013_images.tar.gz",
         PROJECT_ROOT / "data" / "fer2013_images.tar.gz",
         PROJECT_ROOT / "data" / "fer2013.csv",
         PROJECT_ROOT / "data",

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="", help="a model.keras file or run folder (default: the shipped model)")
     parser.add_argument("--run", default="", help="evaluate this run folder's best model on its own data "
                         "and write its eval/ folder (for stopped runs)")
-    parser.add_argument("--data", default="", help="dataset folder, .tar.gz or fer2013.csv (default: FER_DATA or the shared archive)")
+    parser.add_argument("--data", default="", help="dataset folder, .tar.gz or fer2013.csv (default: FER_DATA or data/ in the project)")
     parser.add_argument("--split", default="private", help="private (test), public (val) or train")
     parser.add_argument("--tta", default="none", choices=list(TTA_MODES),
                         help="test-time augmentation: " + "; ".join(f"{k} = {v}" for k, v in TTA_MODES.items()))

@@ -68,7 +68,7 @@ def trained_run(tmp_path_factory, tiny_data) -> TrainedRun:
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
-    """The real FER2013 (FER_DATA, the shared archive or data/); tests using it skip without it."""
+    """The real FER2013 (FER_DATA or data/); tests using it skip without it."""
     location = default_data_location()
     if location is None:
         pytest.skip("the real FER2013 data is not here: set FER_DATA or put it in data/ "

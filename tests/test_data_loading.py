@@ -268,7 +268,7 @@ def test_no_location_and_nothing_found_explains_where_to_put_data(monkeypatch):
 
 
 def test_default_location_honours_fer_data(tmp_path, monkeypatch):
-    """FER_DATA wins over the shared archive and data/."""
+    """FER_DATA wins over data/."""
     monkeypatch.setenv("FER_DATA", str(tmp_path / "mine"))
     assert fer.data.default_data_location() == tmp_path / "mine"
 
