@@ -17,10 +17,10 @@ class ArchitectureInfo:
     params: int
     # Hyperparameters that differ from the TrainConfig defaults for this architecture.
     defaults: dict[str, Any] = field(default_factory=dict)
-    # Training steps per call into TensorFlow (Keras' ``steps_per_execution``): fewer Python
-    # round trips for small networks (bench/train_step.py: 1.57x for mini_xception on a 2-core
-    # CPU, though a real run only went from 39 to 38 s an epoch; nothing for vgg_fer). Stop and the progress bar act between calls, so a call must
-    # stay well under a second or two.
+    # Training steps per call into the backend (Keras' ``steps_per_execution``): fewer Python
+    # round trips for small networks (a real mini_xception run went from 39 to 38 s an epoch;
+    # see the README's Performance section). Stop and the progress bar act between calls, so a
+    # call must stay well under a second or two.
     steps_per_execution: int = 1
 
 
