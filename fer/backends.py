@@ -53,10 +53,3 @@ def activate(backend: str) -> None:
                                f"{backend} needs a new process")
         return
     os.environ["KERAS_BACKEND"] = backend
-
-
-def current_backend() -> str:
-    """The backend Keras uses (or will use) in this process."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"].backend.backend()
-    return default_backend()

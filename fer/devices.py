@@ -70,7 +70,9 @@ def _jax_devices(count: int) -> list:
     return devices[:count]
 
 
+@functools.cache
 def _tensorflow_devices(count: int) -> list[str]:
+    # Once per process: the CPU can be split into logical devices only before TensorFlow starts.
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
