@@ -188,6 +188,19 @@ def bench_site_packages() -> Path | None:
     return Path(folder) if probe.returncode == 0 and folder else None
 
 
+def add_interleaving_arguments(parser, models: list[str], what: str, rounds: int) -> None:
+    """The options that bench.input_pipeline and bench.train_step share: which backends and models,
+    and how long each ``what`` (feeder or variant) is timed per round."""
+    parser.add_argument("--backend", default="both", help="tensorflow, jax or both (default)")
+    parser.add_argument("--models", default=",".join(models))
+    parser.add_argument("--steps", default="",
+                        help=f"timed steps per {what} per round, per model, e.g. vgg_fer=4,mini_xception=48 "
+                             "(a multiple of every steps_per_execution); models not named are calibrated")
+    parser.add_argument("--fit-seconds", type=float, default=4.0,
+                        help=f"calibrated steps: the slowest {what}'s timed fit takes about this long")
+    parser.add_argument("--rounds", type=int, default=rounds)
+
+
 def backends_argument(value: str) -> list[str]:
     """``--backend`` of the training benchmarks: tensorflow, jax, or both (comma-separated or
     "all"); only installed ones."""

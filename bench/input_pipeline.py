@@ -47,6 +47,7 @@ from typing import Any
 
 from bench.common import (
     VENV_SETUP,
+    add_interleaving_arguments,
     backends_argument,
     bench_site_packages,
     fer_folder,
@@ -86,14 +87,7 @@ def spread(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.input_pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data, a few steps (smoke test)")
-    parser.add_argument("--backend", default="both", help="tensorflow, jax or both (default)")
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--steps", default="",
-                        help="timed steps per feeder per round, per model, e.g. vgg_fer=2,mini_xception=64 "
-                             "(a multiple of steps_per_execution); models not named are calibrated")
-    parser.add_argument("--fit-seconds", type=float, default=4.0,
-                        help="calibrated steps: the slowest feeder's timed fit takes about this long")
-    parser.add_argument("--rounds", type=int, default=4)
+    add_interleaving_arguments(parser, MODELS, "feeder", rounds=4)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per feeder first")
     parser.add_argument("--pipeline-steps", type=int, default=200, help="batches per round, pipeline-only")
     parser.add_argument("--batch-size", type=int, default=64)

@@ -29,7 +29,7 @@ import argparse
 import statistics
 import sys
 
-from bench.common import backends_argument, fer_folder, run_jobs, write_result
+from bench.common import add_interleaving_arguments, backends_argument, fer_folder, run_jobs, write_result
 
 STEPS_PER_EPOCH = 28709 // 64
 # name -> candidate settings (see bench._train_worker); "baseline" is the product's.
@@ -47,14 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.train_step", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny synthetic data, mini_xception baseline and one variant (smoke test)")
-    parser.add_argument("--backend", default="both", help="tensorflow, jax or both (default)")
-    parser.add_argument("--models", default=",".join(VARIANTS))
-    parser.add_argument("--steps", default="",
-                        help="timed steps per variant per round, e.g. mini_xception=48,vgg_fer=4 (a multiple "
-                             "of every steps_per_execution); models not named are calibrated")
-    parser.add_argument("--fit-seconds", type=float, default=4.0,
-                        help="calibrated steps: the slowest variant's timed fit takes about this long")
-    parser.add_argument("--rounds", type=int, default=3)
+    add_interleaving_arguments(parser, list(VARIANTS), "variant", rounds=3)
     args = parser.parse_args(argv)
     backends = backends_argument(args.backend)
     folder, data_kind = fer_folder(args.quick)
