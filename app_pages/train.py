@@ -53,12 +53,15 @@ WIDGETS: dict[str, dict[str, Any]] = {
     "plateau_factor": {"label": "Plateau factor", "min_value": 0.01, "max_value": 0.99, "step": 0.05,
                        "format": "%g"},
     "plateau_patience": {"label": "Plateau patience", "min_value": 1, "max_value": 1000},
+    "plateau_min_lr": {"label": "Plateau minimum learning rate", "min_value": 0.0, "max_value": 1.0,
+                       "step": 1e-6, "format": "%g"},
     "flip": {"label": "Horizontal flips"},
     "rotation": {"label": "Rotation (degrees)", "min_value": 0.0, "max_value": 180.0, "step": 1.0,
                  "format": "%g"},
     "zoom": {"label": "Zoom", "min_value": 0.0, "max_value": 0.9, "step": 0.05, "format": "%g"},
     "translation": {"label": "Translation", "min_value": 0.0, "max_value": 0.9, "step": 0.05,
                     "format": "%g"},
+    "shear": {"label": "Shear (degrees)", "min_value": 0.0, "max_value": 45.0, "step": 0.1, "format": "%g"},
     "erasing": {"label": "Random erasing", "min_value": 0.0, "max_value": 1.0, "step": 0.05,
                 "format": "%g"},
     "crop": {"label": "Random crop side (0 = off)", "min_value": 0, "max_value": 47},
@@ -81,8 +84,8 @@ MAIN_GROUPS = {
 }
 ADVANCED_GROUPS = {
     "Optimizer and schedule": ["momentum", "weight_decay", "plateau_monitor", "plateau_factor",
-                               "plateau_patience"],
-    "Augmentation": ["flip", "rotation", "zoom", "translation", "erasing", "crop"],
+                               "plateau_patience", "plateau_min_lr"],
+    "Augmentation": ["flip", "rotation", "zoom", "translation", "shear", "erasing", "crop"],
     "Data and loss": ["validation_split", "max_train_samples", "class_weights", "label_smoothing",
                       "seed"],
 }
@@ -218,6 +221,8 @@ architecture = st.selectbox(
 )
 info = ARCHITECTURES[architecture]
 st.markdown(f"{info.description}  \n**Source:** {info.source} · **Size:** {format_param_count(info.params)}")
+if info.differences:
+    st.caption(f"**Differs from its source:** {escape_markdown(info.differences)}")
 
 defaults = TrainConfig.for_architecture(architecture).to_dict()
 st.subheader("Hyperparameters")

@@ -17,6 +17,8 @@ class ArchitectureInfo:
     params: int
     # Hyperparameters that differ from the TrainConfig defaults for this architecture.
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Where and why the preset departs from its source ("" where it does not).
+    differences: str = ""
     # Training steps per call into the backend (Keras' ``steps_per_execution``): fewer Python
     # round trips for small networks (a real mini_xception run went from 39 to 38 s an epoch;
     # see the README's Performance section). Stop and the progress bar act between calls, so a
@@ -32,6 +34,21 @@ VGG_FER_RECIPE: dict[str, Any] = {
     "plateau_patience": 5, "dropout": 0.2, "early_stopping_patience": 0, "rotation": 10.0,
     "zoom": 0.2, "translation": 0.2, "erasing": 0.5, "crop": 40,
 }
+
+# The seed notebooks 000 and 002 flip faces at random and nothing else.
+FLIP_ONLY: dict[str, Any] = {"augment": True, "flip": True, "rotation": 0.0, "zoom": 0.0,
+                             "translation": 0.0, "shear": 0.0, "erasing": 0.0, "crop": 0}
+
+# Notebook 001 (003 trains with it too): Adam 1e-4, batch 16 and ImageDataGenerator's rotation 20,
+# shifts 0.2, shear 0.2 (degrees: ImageDataGenerator reads shear_range as an angle), zoom 0.2, flips.
+SEED_B_RECIPE: dict[str, Any] = {
+    "batch_size": 16, "optimizer": "adam", "learning_rate": 1e-4, "lr_schedule": "none",
+    "l2": 0.0, "dropout": 0.25, "augment": True, "flip": True, "rotation": 20.0, "zoom": 0.2,
+    "translation": 0.2, "shear": 0.2, "erasing": 0.0, "crop": 0, "early_stopping_patience": 0,
+}
+SEED_B_DIFFERENCES = (
+    "Validation is FER2013's PublicTest, not the notebook's separate validation folder. The zoom "
+    "scales both axes by one factor; ImageDataGenerator draws one per axis.")
 
 ARCHITECTURES: dict[str, ArchitectureInfo] = {
     info.name: info
@@ -70,38 +87,78 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
         ),
         ArchitectureInfo(
             name="seed_cnn_a",
-            title="Seed CNN A",
-            description="Five 4x4 conv layers (64-64-128-128-128) with batch norm, L2 1e-4 "
-                        "and dropout; a compact baseline.",
+            title="Seed CNN A (notebook 000)",
+            description="Five 4x4 convolutions (64, 64 | 128 | 128, 128), each ReLU then batch "
+                        "norm, L2 1e-4, max-pooling and dropout 0.2/0.3/0.4 after each stage; "
+                        "Dense 128. Adam 3e-4, batch 64, flips, early stopping on validation "
+                        "accuracy (patience 10), up to 100 epochs.",
             source="fer-lab seed notebook 000",
-            params=1_315_847,
-            defaults={"epochs": 60, "learning_rate": 1e-3, "l2": 1e-4, "dropout": 0.5},
+            params=1_315_335,
+            defaults={"epochs": 100, "batch_size": 64, "optimizer": "adam", "learning_rate": 3e-4,
+                      "lr_schedule": "none", "l2": 1e-4, "dropout": 0.2, **FLIP_ONLY,
+                      "early_stopping_patience": 10},
+            differences="Validation is FER2013's PublicTest, not a random 20% of the training "
+                        "images (so all of them train), and it is not flipped. The dropout value "
+                        "sets the first stage's rate; the next two keep the notebook's 1.5x and 2x.",
         ),
         ArchitectureInfo(
             name="seed_cnn_b",
-            title="Seed CNN B",
-            description="Conv 36(5x5)-128-512-512 (3x3) with max-pooling and dense 256+512; "
-                        "no batch norm.",
-            source="fer-lab seed notebooks 001 and 003",
-            params=4_307_759,
-            defaults={"epochs": 60, "learning_rate": 1e-4, "dropout": 0.25, "l2": 0.0},
+            title="Seed CNN B (notebook 001)",
+            description="Convolutions 36 (3x3), 128 (5x5), 512, 512 (3x3), each batch norm, ReLU, "
+                        "max-pooling, dropout 0.25; Dense 128 and dropout 0.5. Adam 1e-4, batch "
+                        "16, rotation 20, shifts 0.2, shear 0.2, zoom 0.2, flips, 20 epochs.",
+            source="fer-lab seed notebooks 001 (and 003's trunk)",
+            params=3_661_439,
+            defaults={**SEED_B_RECIPE, "epochs": 20},
+            differences=SEED_B_DIFFERENCES + " The head's dropout is twice the dropout value.",
+        ),
+        ArchitectureInfo(
+            name="seed_cnn_b2",
+            title="Seed CNN B, two-layer head (notebook 003)",
+            description="Seed CNN B's convolutions with notebook 003's head: Dense 256 and Dense "
+                        "512, each batch norm, ReLU, dropout 0.25. Notebook 001's recipe, 50 "
+                        "epochs.",
+            source="fer-lab seed notebook 003",
+            params=4_388_735,
+            defaults={**SEED_B_RECIPE, "epochs": 50},
+            differences=SEED_B_DIFFERENCES,
         ),
         ArchitectureInfo(
             name="seed_cnn_c",
-            title="Seed CNN C",
-            description="Conv 64(5x5)-128-512-512 (3x3) with batch norm, dense 256+512.",
+            title="Seed CNN C (notebook 002)",
+            description="Convolutions 64 (3x3), 128 (5x5), 512, 512 (3x3) and Dense 256 + 512, "
+                        "each batch norm, ReLU, dropout 0.25 (4,478,727 parameters, as the "
+                        "notebook prints). Adam 5e-4, batch 64, flips, learning rate x0.1 after 2 "
+                        "epochs without a lower validation loss (down to 1e-5), 15 epochs.",
             source="fer-lab seed notebook 002",
-            params=4_348_679,
-            defaults={"epochs": 60, "learning_rate": 5e-4, "dropout": 0.25, "l2": 0.0},
+            params=4_478_727,
+            defaults={"epochs": 15, "batch_size": 64, "optimizer": "adam", "learning_rate": 5e-4,
+                      "lr_schedule": "plateau", "plateau_monitor": "val_loss",
+                      "plateau_factor": 0.1, "plateau_patience": 2, "plateau_min_lr": 1e-5,
+                      "l2": 0.0, "dropout": 0.25, **FLIP_ONLY, "early_stopping_patience": 0},
+            differences="Validation is FER2013's PublicTest; the notebook validates on the whole "
+                        "test folder (PublicTest and PrivateTest) and flips it at random. As in "
+                        "the notebook, pixels enter unscaled (0-255). The saved model is the epoch "
+                        "with the best validation accuracy, not the last.",
         ),
         ArchitectureInfo(
             name="vgg16_transfer",
-            title="VGG16 transfer",
-            description="Keras VGG16 with its first blocks frozen and a small dense head; uses "
-                        "ImageNet weights only when they are already in the Keras cache.",
+            title="VGG16 transfer (notebook 004)",
+            description="Keras VGG16 without its top, frozen up to block4_conv1, then Dense 32 "
+                        "with Leaky ReLU, batch norm and the softmax (the notebook's best row). "
+                        "Adam 1e-4, batch 512, no augmentation, 20 epochs.",
             source="fer-lab seed notebook 004; Simonyan & Zisserman (2014)",
-            params=14_847_815,
-            defaults={"epochs": 40, "learning_rate": 1e-4, "dropout": 0.5, "l2": 0.0},
+            params=14_731_463,
+            defaults={"epochs": 20, "batch_size": 512, "optimizer": "adam", "learning_rate": 1e-4,
+                      "lr_schedule": "none", "l2": 0.0, "dropout": 0.0, "augment": False,
+                      "early_stopping_patience": 0},
+            differences="ImageNet weights are used only if they are already in the Keras cache "
+                        "(~/.keras/models/; fer-lab never downloads). Without them nothing is "
+                        "frozen and the whole VGG16 trains from random weights: expect a plain "
+                        "CNN's accuracy, far from the notebook's 65%. Faces are gray copied to three "
+                        "channels minus ImageNet's mean (VGG16's own preprocessing). Dropout and "
+                        "L2, columns of the notebook's table, apply to the Dense 32 layer (off by "
+                        "default, as in its best row).",
         ),
     ]
 }

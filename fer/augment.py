@@ -1,6 +1,6 @@
 """Training-time augmentation as one layer that compiles into the training step on every backend.
 
-Flip, rotation, zoom, translation and random crop (resized back to 48x48) are composed into one
+Flip, rotation, shear, zoom, translation and random crop (resized back to 48x48) are composed into one
 affine map per image and applied by a single ``keras.ops.image.affine_transform`` (bilinear,
 nearest-pixel fill); random erasing follows as a mask. Everything is ``keras.ops``, so XLA (JAX,
 TensorFlow) compiles it with the model and it runs on the accelerator. Keras' own
@@ -30,9 +30,11 @@ PIXEL_MAX = 255.0
 
 @keras.saving.register_keras_serializable(package="fer")
 class FaceAugmentation(keras.layers.Layer):
-    """Random flip/rotation/zoom/translation/crop as one affine warp, then random erasing.
+    """Random flip/rotation/shear/zoom/translation/crop as one affine warp, then random erasing.
 
-    ``rotation`` is in degrees, ``zoom`` and ``translation`` are fractions (zoom factor uniform in
+    ``rotation`` and ``shear`` are in degrees (shear as ImageDataGenerator's ``shear_range``: each
+    row of pixels shifts sideways in proportion to its height, by an angle uniform in [-shear,
+    shear]), ``zoom`` and ``translation`` are fractions (zoom factor uniform in
     [1 - zoom, 1 + zoom], shifts uniform in [-translation, translation] of the side, each axis on
     its own), ``crop`` is the side of a random square crop resized back to the input size (0 =
     off), ``erasing`` the probability of erasing one random rectangle. Inactive unless training.
@@ -40,12 +42,13 @@ class FaceAugmentation(keras.layers.Layer):
 
     def __init__(self, flip: bool = True, rotation: float = 0.0, zoom: float = 0.0,
                  translation: float = 0.0, crop: int = 0, erasing: float = 0.0,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, shear: float = 0.0, **kwargs):
         # Pixels stay float32 under mixed precision: bfloat16 would round 0-255 values.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.flip, self.rotation, self.zoom = bool(flip), float(rotation), float(zoom)
         self.translation, self.crop, self.erasing = float(translation), int(crop), float(erasing)
+        self.shear = float(shear)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -64,7 +67,8 @@ class FaceAugmentation(keras.layers.Layer):
 
     @property
     def warps(self) -> bool:
-        return bool(self.flip or self.rotation or self.zoom or self.translation or self.crop)
+        return bool(self.flip or self.rotation or self.shear or self.zoom or self.translation
+                    or self.crop)
 
     def _uniform(self, batch, low: float, high: float):
         return keras.random.uniform((batch,), low, high, seed=self.seed_generator)
@@ -73,13 +77,15 @@ class FaceAugmentation(keras.layers.Layer):
         """(batch, 8) projective transforms mapping output pixels to input pixels.
 
         The output pixel p maps to c + L (r (p - c) + d): r and d undo the crop (its scale and the
-        offset of its centre), then L = flip . rotation . zoom acts about the image centre c; the
+        offset of its centre), then L = flip . rotation . shear . zoom acts about the image centre c; the
         translation moves the content, so it enters d with a minus sign.
         """
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
         ones = ops.ones((batch,))
         f = ops.where(self._uniform(batch, 0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else ones
         angle = self._uniform(batch, -1.0, 1.0) * (self.rotation * math.pi / 180.0)
+        shear = (self._uniform(batch, -1.0, 1.0) * (self.shear * math.pi / 180.0) if self.shear
+                 else ops.zeros((batch,)))
         scale = self._uniform(batch, 1.0 - self.zoom, 1.0 + self.zoom) if self.zoom else ones
         dx = dy = ops.zeros((batch,))
         if self.translation:
@@ -92,9 +98,13 @@ class FaceAugmentation(keras.layers.Layer):
             span = IMAGE_SIZE - self.crop + 1
             dx = dx + ops.floor(self._uniform(batch, 0.0, span)) + (self.crop - 1) / 2.0 - cx
             dy = dy + ops.floor(self._uniform(batch, 0.0, span)) + (self.crop - 1) / 2.0 - cy
-        cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
-        # L = [[f cos, -f sin], [sin, cos]] (x flipped after the rotation) times the zoom.
-        l00, l01, l10, l11 = f * cos, -f * sin, sin, cos
+        # L = [[f cos a, -f sin a], [sin a, cos a]] (x flipped after the rotation a) times
+        # ImageDataGenerator's shear [[1, -sin s], [0, cos s]] times the zoom:
+        # [[f cos a, -f sin(a + s)], [sin a, cos(a + s)]] times the zoom.
+        l00 = f * ops.cos(angle) * scale
+        l01 = -f * ops.sin(angle + shear) * scale
+        l10 = ops.sin(angle) * scale
+        l11 = ops.cos(angle + shear) * scale
         a0, a1, b0, b1 = r * l00, r * l01, r * l10, r * l11
         a2 = cx - a0 * cx - a1 * cy + l00 * dx + l01 * dy
         b2 = cy - b0 * cx - b1 * cy + l10 * dx + l11 * dy
@@ -124,7 +134,7 @@ class FaceAugmentation(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "flip": self.flip, "rotation": self.rotation,
                 "zoom": self.zoom, "translation": self.translation, "crop": self.crop,
-                "erasing": self.erasing, "seed": self.seed}
+                "erasing": self.erasing, "seed": self.seed, "shear": self.shear}
 
 
 def augmentation_layer(config: TrainConfig) -> FaceAugmentation | None:
@@ -132,7 +142,7 @@ def augmentation_layer(config: TrainConfig) -> FaceAugmentation | None:
     if not config.augment:
         return None
     layer = FaceAugmentation(flip=config.flip, rotation=config.rotation, zoom=config.zoom,
-                             translation=config.translation, crop=config.crop,
+                             translation=config.translation, shear=config.shear, crop=config.crop,
                              erasing=config.erasing, seed=config.seed, name="augmentation")
     return layer if layer.warps or layer.erasing > 0 else None
 

@@ -34,6 +34,7 @@ PARAMETER_HELP: dict[str, str] = {
     "plateau_monitor": "what ReduceLROnPlateau watches: val_loss or val_accuracy",
     "plateau_factor": "multiply the learning rate by this on a plateau, in (0, 1)",
     "plateau_patience": "epochs without improvement before the learning rate drops",
+    "plateau_min_lr": "the plateau schedule never goes below this learning rate",
     "l2": "L2 penalty on kernel weights (0 = off)",
     "dropout": "dropout rate in [0, 1)",
     "augment": "random augmentation of training images (switches below)",
@@ -41,6 +42,7 @@ PARAMETER_HELP: dict[str, str] = {
     "rotation": "maximum random rotation in degrees (0-180)",
     "zoom": "maximum random zoom as a fraction (0-0.9)",
     "translation": "maximum random shift as a fraction of the image (0-0.9)",
+    "shear": "maximum random shear angle in degrees (0-45), as ImageDataGenerator's shear_range",
     "erasing": "probability of erasing a random rectangle (0-1)",
     "crop": "train on random square crops of this side, resized back to 48x48 (24-47; 0 = off); "
             "ten-crop test-time augmentation then uses the same side",
@@ -82,6 +84,7 @@ class TrainConfig:
     plateau_monitor: str = "val_loss"
     plateau_factor: float = 0.5
     plateau_patience: int = 5
+    plateau_min_lr: float = 1e-6
     l2: float = 0.0
     dropout: float = 0.25
     augment: bool = True
@@ -89,6 +92,7 @@ class TrainConfig:
     rotation: float = 10.0
     zoom: float = 0.1
     translation: float = 0.1
+    shear: float = 0.0
     erasing: float = 0.0
     crop: int = 0
     early_stopping_patience: int = 15
@@ -235,11 +239,13 @@ def _problems(c: TrainConfig) -> list[str]:
     check_choice("plateau_monitor", PLATEAU_MONITORS)
     check_range("plateau_factor", 0.0, 1.0, low_open=True, high_open=True)
     check_range("plateau_patience", 1, 1000)
+    check_range("plateau_min_lr", 0.0, 1.0)
     check_range("l2", 0.0, 1.0)
     check_range("dropout", 0.0, 1.0, high_open=True)
     check_range("rotation", 0.0, 180.0)
     check_range("zoom", 0.0, 0.9)
     check_range("translation", 0.0, 0.9)
+    check_range("shear", 0.0, 45.0)
     check_range("erasing", 0.0, 1.0)
     if c.crop != 0 and not MIN_CROP <= c.crop < IMAGE_SIZE:
         problems.append(f"crop={c.crop!r} is out of range; use 0 (off) or [{MIN_CROP}, {IMAGE_SIZE - 1}]")

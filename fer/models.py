@@ -1,7 +1,9 @@
 """Architecture registry: name -> builder returning a Keras model for 48x48x1 raw pixels (0-255).
 
-Each builder is short, readable top to bottom, and cites its source. Models rescale their input
-themselves and end in a float32 softmax over ``fer.CLASSES``.
+Each builder is short, readable top to bottom, and cites its source. Every model takes raw pixels
+(most rescale them to [0, 1] themselves; ``seed_cnn_c`` keeps them raw, as its notebook does) and
+ends in a float32 softmax over ``fer.CLASSES``. The seed presets are their notebooks' networks
+layer for layer (tests/test_seed_presets.py holds the notebooks' tables).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from keras import layers, regularizers
 
 from fer import INPUT_SHAPE, NUM_CLASSES
 from fer.config import TrainConfig
+
+# Keras' Dropout needs a rate below 1; the seed presets scale some rates above ``dropout``.
+MAX_DROPOUT = 0.9
 
 
 def _l2(config: TrainConfig) -> regularizers.Regularizer | None:
@@ -100,76 +105,109 @@ def vgg_fer_compact(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, _classifier(x), name="vgg_fer_compact")
 
 
+def _rate(config: TrainConfig, factor: float) -> float:
+    """A dropout rate that keeps the notebook's ratio to the run's ``dropout`` value."""
+    return min(config.dropout * factor, MAX_DROPOUT)
+
+
 def seed_cnn_a(config: TrainConfig) -> keras.Model:
-    """Seed notebook 000: five 4x4 convolutions (64-64-128-128-128) with batch norm, L2 and
-    dropout after every pooling stage."""
+    """Seed notebook 000: five 4x4 convolutions (64, 64 | 128 | 128, 128), each ReLU then batch
+    norm, max-pooled after the second, third and fifth, with dropout 0.2, 0.3 and 0.4 after the
+    pools (``dropout`` x 1, 1.5, 2) and L2 on the convolutions only; Flatten, Dense 128 + ReLU."""
     reg = _l2(config)
     inputs, x = _inputs()
-    for stage in ((64, 64), (128, 128), (128,)):
-        for filters in stage:
-            x = layers.Conv2D(filters, 4, padding="same", kernel_regularizer=reg)(x)
-            x = layers.BatchNormalization()(x)
+    for filters, factor in (((64, 64), 1.0), ((128,), 1.5), ((128, 128), 2.0)):
+        for width in filters:
+            x = layers.Conv2D(width, 4, padding="same", kernel_regularizer=reg)(x)
             x = layers.Activation("relu")(x)
+            x = layers.BatchNormalization()(x)
         x = layers.MaxPooling2D(2)(x)
-        x = layers.Dropout(config.dropout / 2)(x)
+        x = layers.Dropout(_rate(config, factor))(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(128, kernel_regularizer=reg)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.Dense(128)(x)
     x = layers.Activation("relu")(x)
-    x = layers.Dropout(config.dropout)(x)
     return keras.Model(inputs, _classifier(x), name="seed_cnn_a")
 
 
-def _seed_cnn_bc(config: TrainConfig, first_filters: int, batch_norm: bool, name: str) -> keras.Model:
+def _seed_cnn_trunk(x: keras.KerasTensor, first_filters: int, config: TrainConfig) -> keras.KerasTensor:
+    """Notebooks 001, 002 and 003: convolutions of first_filters (3x3), 128 (5x5), 512 (3x3) and
+    512 (3x3), each batch norm, ReLU, 2x2 max-pooling and dropout; then Flatten (3x3x512)."""
     reg = _l2(config)
-    inputs, x = _inputs()
-    for filters, size in ((first_filters, 5), (128, 3), (512, 3), (512, 3)):
+    for filters, size in ((first_filters, 3), (128, 5), (512, 3), (512, 3)):
         x = layers.Conv2D(filters, size, padding="same", kernel_regularizer=reg)(x)
-        if batch_norm:
-            x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(config.dropout)(x)
-    x = layers.Flatten()(x)
+    return layers.Flatten()(x)
+
+
+def _dense_bn_head(x: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:
+    """Notebooks 002 and 003: Dense 256 and Dense 512, each batch norm, ReLU and dropout."""
     for units in (256, 512):
-        x = layers.Dense(units, kernel_regularizer=reg)(x)
-        if batch_norm:
-            x = layers.BatchNormalization()(x)
+        x = layers.Dense(units, kernel_regularizer=_l2(config))(x)
+        x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         x = layers.Dropout(config.dropout)(x)
-    return keras.Model(inputs, _classifier(x), name=name)
+    return x
 
 
 def seed_cnn_b(config: TrainConfig) -> keras.Model:
-    """Seed notebooks 001/003: conv 36 (5x5), 128, 512, 512 (3x3), dense 256 + 512, no BN."""
-    return _seed_cnn_bc(config, 36, batch_norm=False, name="seed_cnn_b")
+    """Seed notebook 001: conv 36 (3x3), 128 (5x5), 512, 512 (3x3) with batch norm; head Dense 128
+    + ReLU and dropout 0.5 (twice ``dropout``)."""
+    inputs, x = _inputs()
+    x = _seed_cnn_trunk(x, 36, config)
+    x = layers.Dense(128, activation="relu", kernel_regularizer=_l2(config))(x)
+    x = layers.Dropout(_rate(config, 2.0))(x)
+    return keras.Model(inputs, _classifier(x), name="seed_cnn_b")
+
+
+def seed_cnn_b2(config: TrainConfig) -> keras.Model:
+    """Seed notebook 003: notebook 001's trunk with the two-layer head of notebook 002."""
+    inputs, x = _inputs()
+    x = _dense_bn_head(_seed_cnn_trunk(x, 36, config), config)
+    return keras.Model(inputs, _classifier(x), name="seed_cnn_b2")
 
 
 def seed_cnn_c(config: TrainConfig) -> keras.Model:
-    """Seed notebook 002: conv 64 (5x5), 128, 512, 512 (3x3), dense 256 + 512, with BN."""
-    return _seed_cnn_bc(config, 64, batch_norm=True, name="seed_cnn_c")
+    """Seed notebook 002: conv 64 (3x3), 128 (5x5), 512, 512 (3x3), Dense 256 + 512, all with
+    batch norm. The notebook feeds raw 0-255 pixels (its generator does not rescale), so this
+    network has no rescaling layer either; the batch norm after the first convolution absorbs the
+    scale."""
+    inputs = keras.Input(shape=INPUT_SHAPE, name="face")
+    x = _dense_bn_head(_seed_cnn_trunk(inputs, 64, config), config)
+    return keras.Model(inputs, _classifier(x), name="seed_cnn_c")
 
 
 VGG16_WEIGHTS = Path.home() / ".keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# keras.applications.vgg16.preprocess_input ("caffe"): RGB to BGR, minus ImageNet's BGR means.
+# A gray face copied to three channels is the same in either channel order.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+# Notebook 004 freezes VGG16's layers up to, not including, this one (blocks 1-3).
+VGG16_FIRST_TRAINABLE = "block4_conv1"
 
 
 def vgg16_transfer(config: TrainConfig) -> keras.Model:
-    """Seed notebook 004: Keras VGG16 (Simonyan & Zisserman 2014) with the first two blocks
-    frozen and a dense head. ImageNet weights come from the Keras cache only (we work offline);
-    without them the whole network trains from scratch."""
+    """Seed notebook 004: Keras VGG16 (Simonyan & Zisserman 2014) without its top, frozen up to
+    block4_conv1, then Dense 32 + Leaky ReLU, batch norm and the softmax. ImageNet weights come
+    from the Keras cache only (we work offline); without them nothing is frozen and the whole
+    network trains from scratch (frozen random filters would learn nothing)."""
     pretrained = VGG16_WEIGHTS.is_file()
     inputs = keras.Input(shape=INPUT_SHAPE, name="face")
-    # VGG16 expects three channels with the ImageNet mean removed (about 117 for gray).
     x = layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
-    x = layers.Rescaling(1.0, offset=-117.0, name="center")(x)
+    x = layers.Normalization(mean=IMAGENET_BGR_MEAN, variance=(1.0, 1.0, 1.0), name="imagenet_mean")(x)
     base = keras.applications.VGG16(include_top=False, input_shape=(*INPUT_SHAPE[:2], 3),
                                     weights=str(VGG16_WEIGHTS) if pretrained else None)
     if pretrained:
-        for layer in base.layers:
-            layer.trainable = not layer.name.startswith(("block1", "block2"))
+        names = [layer.name for layer in base.layers]
+        for layer in base.layers[:names.index(VGG16_FIRST_TRAINABLE)]:
+            layer.trainable = False
     x = layers.Flatten()(base(x))
-    x = layers.Dense(256, activation="relu", kernel_regularizer=_l2(config))(x)
-    x = layers.Dropout(config.dropout)(x)
+    x = layers.Dense(32, kernel_regularizer=_l2(config))(x)
+    x = layers.LeakyReLU()(x)
+    x = layers.BatchNormalization()(x)
+    if config.dropout > 0:
+        x = layers.Dropout(config.dropout)(x)
     return keras.Model(inputs, _classifier(x), name="vgg16_transfer")
 
 
@@ -179,6 +217,7 @@ BUILDERS: dict[str, Callable[[TrainConfig], keras.Model]] = {
     "vgg_fer_compact": vgg_fer_compact,
     "seed_cnn_a": seed_cnn_a,
     "seed_cnn_b": seed_cnn_b,
+    "seed_cnn_b2": seed_cnn_b2,
     "seed_cnn_c": seed_cnn_c,
     "vgg16_transfer": vgg16_transfer,
 }

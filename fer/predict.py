@@ -188,6 +188,9 @@ TTA_MODES: dict[str, str] = {
 # trained on random crops; a model trained with ``crop`` uses that side. Chosen on PublicTest with
 # bench/ten_crop_size.py for the shipped model: 40 -> 60.8%, 42 -> 62.0%, 44 -> 62.7%, 46 -> 62.8%.
 TEN_CROP_SIZE = 46
+# Up to this many faces go through one compiled call of the model; more go through
+# ``model.predict`` in batches of this size.
+DIRECT_CALL_MAX_FACES = 256
 
 
 def tta_mode(tta: bool | str | None) -> str:
@@ -312,11 +315,11 @@ class Predictor:
         return (probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) <= 256:
+        if len(batch) <= DIRECT_CALL_MAX_FACES:
             # One traced graph for every batch size: predict() sets up a dataset on every call and
             # an eager model call runs layer by layer (both cost tens of ms for one face on a CPU).
             return np.asarray(self._traced()(batch))
-        return self.model.predict(batch, batch_size=256, verbose=0)
+        return self.model.predict(batch, batch_size=DIRECT_CALL_MAX_FACES, verbose=0)
 
     def _traced(self):
         if getattr(self, "_call", None) is None:
@@ -361,7 +364,8 @@ def _tensorflow_call(model):
 
 def _jax_call(model):
     """The model as one compiled XLA call; batches are padded to a power of two, so a handful of
-    shapes (1, 2, 4, ... 256 faces) are compiled once each instead of one per face count."""
+    shapes (1, 2, 4, ... DIRECT_CALL_MAX_FACES faces) are compiled once each instead of one per face
+    count."""
     import jax
 
     @jax.jit

@@ -181,7 +181,7 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
     if config.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=config.plateau_monitor, factor=config.plateau_factor,
-            patience=config.plateau_patience, min_lr=1e-6,
+            patience=config.plateau_patience, min_lr=config.plateau_min_lr,
             mode="max" if config.plateau_monitor == "val_accuracy" else "min"))
     if config.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -258,8 +258,8 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
         keras.mixed_precision.set_global_policy(
             "mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16")
     if config.architecture == "vgg16_transfer" and not VGG16_WEIGHTS.is_file():
-        print(f"[fer] note: no ImageNet weights at {VGG16_WEIGHTS}; VGG16 trains from scratch",
-              flush=True)
+        print(f"[fer] note: no ImageNet weights at {VGG16_WEIGHTS}; nothing is frozen and VGG16 "
+              "trains from scratch", flush=True)
     done = _completed_epochs(run_dir)
     train_data = training_batches(
         dataset.train.images, dataset.train.labels, config.batch_size, config.seed, first_epoch=done,

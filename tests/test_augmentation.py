@@ -113,3 +113,25 @@ def test_the_saved_network_holds_no_augmentation(tmp_path):
     network_of(model).save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
     assert not any(isinstance(layer, FaceAugmentation) for layer in loaded._flatten_layers())
+
+
+@pytest.mark.parametrize("transform", [{"shear": 20.0}, {"shear": 20.0, "rotation": 15.0},
+                                       {"shear": 8.0, "rotation": 30.0, "zoom": 0.2}])
+def test_shear_and_rotation_match_image_data_generator(transform, monkeypatch):
+    """At the ends of their ranges, the warp is the legacy ImageDataGenerator's (what seed
+    notebook 001 augments with) for the same angles, pixel for pixel (up to float rounding)."""
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    face = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 1), "float32")
+    face[10:38, 20:28] = 255.0
+    face[30:34, 5:43] = 128.0
+    layer = FaceAugmentation(flip=False, seed=0, **transform)
+    # Every random draw at the top of its range: the largest angles and zoom factor.
+    monkeypatch.setattr(layer, "_uniform", lambda batch, low, high: keras.ops.full((batch,), high))
+    ours = np.asarray(layer(face[None], training=True))[0]
+    zoom = 1.0 + transform.get("zoom", 0.0)
+    reference = ImageDataGenerator(fill_mode="nearest").apply_transform(
+        face, {"shear": transform["shear"], "theta": transform.get("rotation", 0.0), "zx": zoom,
+               "zy": zoom})
+    assert np.abs(ours - face).mean() > 5  # it did move
+    np.testing.assert_allclose(ours, reference, atol=0.05)

@@ -70,6 +70,20 @@ def test_switching_architecture_loads_its_defaults():
     assert texts(app.code) == ["python -m fer.train --architecture vgg_fer"]
 
 
+def test_a_seed_preset_shows_its_notebooks_recipe_and_where_it_departs_from_it():
+    """Notebook 002's preset: its own plateau schedule in the widgets, its departures in a caption."""
+    app = open_page("train")
+    app.selectbox(key="train.architecture").set_value("seed_cnn_c").run()
+    no_exception(app)
+    assert widget(app, "train.seed_cnn_c.plateau_factor").value == pytest.approx(0.1)
+    assert widget(app, "train.seed_cnn_c.plateau_min_lr").value == pytest.approx(1e-5)
+    assert widget(app, "train.seed_cnn_c.epochs").value == 15
+    assert any("4,478,727 parameters" in text for text in texts(app.markdown))
+    assert any(text.startswith("**Differs from its source:**") and "PublicTest" in text
+               for text in texts(app.caption))
+    assert texts(app.code) == ["python -m fer.train --architecture seed_cnn_c"]
+
+
 def test_cli_command_spells_out_only_changed_values():
     """The command line repeats what differs from the architecture's defaults, and nothing else."""
     app = open_page("train")

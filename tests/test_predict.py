@@ -13,7 +13,15 @@ keras = pytest.importorskip("keras")
 
 from fer.config import TrainConfig  # noqa: E402
 from fer.models import build_model  # noqa: E402
-from fer.predict import FaceResult, ImageError, ModelError, Predictor, draw_boxes, read_image  # noqa: E402
+from fer.predict import (  # noqa: E402
+    DIRECT_CALL_MAX_FACES,
+    FaceResult,
+    ImageError,
+    ModelError,
+    Predictor,
+    draw_boxes,
+    read_image,
+)
 
 
 def astronaut_png() -> bytes:
@@ -99,11 +107,20 @@ def test_unknown_tta_mode_is_refused_with_the_choices(predictor):
         predictor.predict_faces(np.zeros((1, 48, 48)), tta="five_crop")
 
 
-def test_large_batches_match_small_batches(predictor):
-    """The batched predict() path and the direct call agree."""
-    faces = np.random.default_rng(2).integers(0, 256, (70, 48, 48), dtype=np.uint8)
-    np.testing.assert_allclose(predictor.predict_faces(faces)[:10], predictor.predict_faces(faces[:10]),
-                               atol=1e-4)
+def test_large_batches_match_small_batches(predictor, monkeypatch):
+    """More faces than one direct call takes go through the batched predict() path, and agree
+    with the direct call."""
+    count = DIRECT_CALL_MAX_FACES + 44
+    faces = np.random.default_rng(2).integers(0, 256, (count, 48, 48), dtype=np.uint8)
+    batched_calls = []
+    predict = predictor.model.predict
+    monkeypatch.setattr(predictor.model, "predict",
+                        lambda batch, **kwargs: batched_calls.append(len(batch)) or predict(batch, **kwargs))
+    large = predictor.predict_faces(faces)
+    assert batched_calls == [count]
+    direct = predictor.predict_faces(faces[-10:])
+    assert batched_calls == [count]  # ten faces: the direct call
+    np.testing.assert_allclose(large[-10:], direct, atol=1e-4)
 
 
 def test_finds_the_astronauts_face(predictor):
