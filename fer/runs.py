@@ -272,7 +272,14 @@ def stop(run_dir: Path, wait: float = 0.0) -> bool:
             write_json_atomic(run_dir / STOP_FILE, {"requested": time.time(), "pid": pid})
         try:
             os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
+        except ProcessLookupError:
+            # A worker started in a terminal (python -m fer.train without --detach) leads no process
+            # group of its own: signal the process; it also reads the stop file within a second.
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return False
+        except PermissionError:
             return False
     deadline = time.monotonic() + wait
     while wait > 0 and time.monotonic() < deadline and is_alive(run_dir):

@@ -193,3 +193,32 @@ def test_stop_during_evaluation_ends_within_seconds_as_finished_without_evaluati
     assert epochs_logged(run) == [1] and (run / "model.keras").is_file()
     assert not (run / "eval" / "metrics.json").exists()
     assert read_progress(run)["phase"] == "finished"
+
+
+@pytest.mark.timeout(300)
+def test_stop_reaches_a_worker_started_in_a_terminal(tmp_path, tiny_data):
+    """``python -m fer.train`` without --detach shares the terminal's process group: Stop still
+    reaches it, says so, and the run ends as stopped."""
+    import subprocess
+    import sys
+
+    from helpers import worker_env
+
+    from fer import PROJECT_ROOT
+
+    root = tmp_path / "runs"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "fer.train", "--experiments", str(root), "--name", "terminal",
+         "--architecture", "mini_xception", "--data", str(tiny_data), "--epochs", str(EPOCHS),
+         "--batch-size", "4", "--no-augment"],
+        cwd=PROJECT_ROOT, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run = root / "terminal"
+        wait_until(lambda: (run / "history.csv").is_file(), 240, "the first epoch", log=run / "train.log")
+        assert os.getpgid(worker.pid) != worker.pid  # not a group leader, unlike launched workers
+        assert stop(run, wait=20) is True
+        assert worker.wait(timeout=30) == 3
+        assert effective_state(run) == "stopped"
+    finally:
+        worker.kill()
+
