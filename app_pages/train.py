@@ -8,13 +8,15 @@ from typing import Any
 import streamlit as st
 
 from fer.architectures import ARCHITECTURES, architecture_names
-from fer.backends import BACKENDS, installed_backends
+from fer.backends import installed_backends
 from fer.config import (
-    LR_SCHEDULES,
-    MAX_DEVICES,
-    OPTIMIZERS,
-    PARAMETER_HELP,
-    PLATEAU_MONITORS,
+    AUGMENTATION,
+    DATA_AND_LOSS,
+    HARDWARE,
+    OPTIMISATION,
+    PARAMETERS,
+    REGULARISATION,
+    SCHEDULE,
     ConfigError,
     TrainConfig,
 )
@@ -29,66 +31,17 @@ from fer.data import (
 from fer.runs import RunError, create_run, launch, run_path
 from fer.ui import cli_command, dataset_counts_frame, escape_markdown, format_param_count
 
-# Widget label and range per hyperparameter (the ranges fer.config validates); help texts come
-# from fer.config.PARAMETER_HELP, shared with the CLI.
-CHOICES = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "plateau_monitor": PLATEAU_MONITORS,
-           "backend": BACKENDS}
-WIDGETS: dict[str, dict[str, Any]] = {
-    "epochs": {"label": "Epochs", "min_value": 1, "max_value": 10_000},
-    "batch_size": {"label": "Batch size", "min_value": 1, "max_value": 4096},
-    "optimizer": {"label": "Optimizer"},
-    "learning_rate": {"label": "Learning rate", "min_value": 1e-7, "max_value": 10.0, "step": 1e-4,
-                      "format": "%g"},
-    "lr_schedule": {"label": "Learning-rate schedule"},
-    "dropout": {"label": "Dropout", "min_value": 0.0, "max_value": 0.95, "step": 0.05, "format": "%g"},
-    "l2": {"label": "L2 weight penalty", "min_value": 0.0, "max_value": 1.0, "step": 1e-4, "format": "%g"},
-    "early_stopping_patience": {
-        "label": "Early-stopping patience", "min_value": 0, "max_value": 10_000},
-    "augment": {"label": "Augment training images"},
-    "momentum": {"label": "Momentum (sgd)", "min_value": 0.0, "max_value": 0.999, "step": 0.01,
-                 "format": "%g"},
-    "weight_decay": {"label": "Weight decay", "min_value": 0.0, "max_value": 1.0, "step": 1e-4,
-                     "format": "%g"},
-    "plateau_monitor": {"label": "Plateau monitor"},
-    "plateau_factor": {"label": "Plateau factor", "min_value": 0.01, "max_value": 0.99, "step": 0.05,
-                       "format": "%g"},
-    "plateau_patience": {"label": "Plateau patience", "min_value": 1, "max_value": 1000},
-    "plateau_min_lr": {"label": "Plateau minimum learning rate", "min_value": 0.0, "max_value": 1.0,
-                       "step": 1e-6, "format": "%g"},
-    "flip": {"label": "Horizontal flips"},
-    "rotation": {"label": "Rotation (degrees)", "min_value": 0.0, "max_value": 180.0, "step": 1.0,
-                 "format": "%g"},
-    "zoom": {"label": "Zoom", "min_value": 0.0, "max_value": 0.9, "step": 0.05, "format": "%g"},
-    "translation": {"label": "Translation", "min_value": 0.0, "max_value": 0.9, "step": 0.05,
-                    "format": "%g"},
-    "shear": {"label": "Shear (degrees)", "min_value": 0.0, "max_value": 45.0, "step": 0.1, "format": "%g"},
-    "erasing": {"label": "Random erasing", "min_value": 0.0, "max_value": 1.0, "step": 0.05,
-                "format": "%g"},
-    "crop": {"label": "Random crop side (0 = off)", "min_value": 0, "max_value": 47},
-    "validation_split": {
-        "label": "Validation fraction", "min_value": 0.01, "max_value": 0.49, "step": 0.01, "format": "%g"},
-    "max_train_samples": {"label": "Max training images", "min_value": 0, "max_value": 10_000_000},
-    "class_weights": {"label": "Balance classes"},
-    "label_smoothing": {"label": "Label smoothing", "min_value": 0.0, "max_value": 0.9, "step": 0.05,
-                        "format": "%g"},
-    "seed": {"label": "Seed", "min_value": 0, "max_value": 2**31 - 1},
-    "mixed_precision": {"label": "Mixed precision"},
-    "backend": {"label": "Keras backend"},
-    "devices": {"label": "Devices", "min_value": 1, "max_value": MAX_DEVICES},
-    "deterministic": {"label": "Deterministic"},
-}
-MAIN_GROUPS = {
-    "Optimisation": ["epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule"],
-    "Regularisation": ["dropout", "l2", "early_stopping_patience", "augment"],
-    "Hardware": ["backend", "devices", "mixed_precision", "deterministic"],
-}
-ADVANCED_GROUPS = {
-    "Optimizer and schedule": ["momentum", "weight_decay", "plateau_monitor", "plateau_factor",
-                               "plateau_patience", "plateau_min_lr"],
-    "Augmentation": ["flip", "rotation", "zoom", "translation", "shear", "erasing", "crop"],
-    "Data and loss": ["validation_split", "max_train_samples", "class_weights", "label_smoothing",
-                      "seed"],
-}
+# The form shows every TrainConfig setting but the architecture and the data (placed on their
+# own), grouped as fer.config.PARAMETERS says.
+FORM_SETTINGS = [name for name, parameter in PARAMETERS.items() if parameter.group]
+MAIN_GROUPS = (OPTIMISATION, REGULARISATION, HARDWARE)
+ADVANCED_GROUPS = (SCHEDULE, AUGMENTATION, DATA_AND_LOSS)
+
+
+def settings_in(group: str) -> list[str]:
+    return [name for name in FORM_SETTINGS if PARAMETERS[name].group == group]
+
+
 # How to install each backend's framework (one per fer.backends.BACKENDS); a backend that is not
 # installed cannot be launched.
 INSTALL_COMMANDS = {"tensorflow": "pip install -r requirements.txt",
@@ -119,26 +72,30 @@ def missing_backend(backend: str) -> str | None:
 
 
 def hyperparameter_widget(architecture: str, name: str, default: Any) -> Any:
-    spec = dict(WIDGETS[name])
-    label = spec.pop("label")
-    common = {"key": widget_key(architecture, name), "help": PARAMETER_HELP[name].capitalize() + ".",
+    parameter = PARAMETERS[name]
+    help_text = parameter.full_help
+    common = {"key": widget_key(architecture, name), "help": help_text[0].upper() + help_text[1:] + ".",
               "on_change": new_submission}
-    if name in CHOICES:
-        options = list(CHOICES[name])
+    if parameter.choices:
+        options = list(parameter.choices)
         if name == "backend":
             common["format_func"] = backend_label
-        return st.selectbox(label, options, index=options.index(default), **common)
+        return st.selectbox(parameter.label, options, index=options.index(default), **common)
     if isinstance(default, bool):
-        return st.checkbox(label, value=default, **common)
+        return st.checkbox(parameter.label, value=default, **common)
+    low, high = parameter.widget_range
     if isinstance(default, int):
-        return int(st.number_input(label, value=default, step=1, **spec, **common))
-    return float(st.number_input(label, value=float(default), **spec, **common))
+        return int(st.number_input(parameter.label, value=default, step=1, min_value=int(low),
+                                   max_value=int(high), **common))
+    return float(st.number_input(parameter.label, value=float(default), min_value=float(low),
+                                 max_value=float(high), step=parameter.step, format="%g", **common))
 
 
 def form_values(architecture: str, data: str) -> dict[str, Any]:
     """The launch form as plain values, read from the widgets' state."""
     defaults = TrainConfig.for_architecture(architecture).to_dict()
-    values = {name: st.session_state.get(widget_key(architecture, name), defaults[name]) for name in WIDGETS}
+    values = {name: st.session_state.get(widget_key(architecture, name), defaults[name])
+              for name in FORM_SETTINGS}
     return {"architecture": architecture, "data": data.strip(), **values}
 
 
@@ -205,7 +162,7 @@ st.title("Train a model")
 st.subheader("Dataset")
 default_location = default_data_location()
 data = st.text_input(
-    "Dataset location", key="train.data", on_change=new_submission,
+    PARAMETERS["data"].label, key="train.data", on_change=new_submission,
     placeholder=str(default_location) if default_location else "no dataset found; enter a path",
     help="A folder with train/<emotion>/ and test/<emotion>/, a .tar.gz of it, or fer2013.csv. "
          "Empty uses the default shown in grey.",
@@ -216,7 +173,7 @@ dataset_section(data, current["validation_split"], current["seed"])
 
 st.subheader("Model")
 architecture = st.selectbox(
-    "Architecture", architecture_names(), key="train.architecture", on_change=new_submission,
+    PARAMETERS["architecture"].label, architecture_names(), key="train.architecture", on_change=new_submission,
     format_func=lambda name: ARCHITECTURES[name].title,
 )
 info = ARCHITECTURES[architecture]
@@ -226,16 +183,16 @@ if info.differences:
 
 defaults = TrainConfig.for_architecture(architecture).to_dict()
 st.subheader("Hyperparameters")
-for column, (group, names) in zip(st.columns(len(MAIN_GROUPS)), MAIN_GROUPS.items(), strict=True):
+for column, group in zip(st.columns(len(MAIN_GROUPS)), MAIN_GROUPS, strict=True):
     with column:
         st.markdown(f"**{group}**")
-        for name in names:
+        for name in settings_in(group):
             hyperparameter_widget(architecture, name, defaults[name])
 with st.expander("Advanced settings"):
-    for column, (group, names) in zip(st.columns(len(ADVANCED_GROUPS)), ADVANCED_GROUPS.items(), strict=True):
+    for column, group in zip(st.columns(len(ADVANCED_GROUPS)), ADVANCED_GROUPS, strict=True):
         with column:
             st.markdown(f"**{group}**")
-            for name in names:
+            for name in settings_in(group):
                 hyperparameter_widget(architecture, name, defaults[name])
 
 st.subheader("Launch")

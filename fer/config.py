@@ -20,45 +20,141 @@ MAX_DEVICES = 64
 PLATEAU_MONITORS = ("val_loss", "val_accuracy")
 
 
-# One line per parameter, shown as help in the UI and the CLI.
-PARAMETER_HELP: dict[str, str] = {
-    "architecture": "network to train (see the presets table)",
-    "data": "dataset folder, .tar.gz or fer2013.csv; empty = FER_DATA or data/ in the project",
-    "epochs": "maximum number of passes over the training set (1-10000)",
-    "batch_size": "images per training step (1-4096); the last short batch is dropped",
-    "optimizer": "adam, adamw (decoupled weight decay) or sgd (with Nesterov momentum)",
-    "learning_rate": "initial step size, > 0 (typical: 1e-3 for Adam, 1e-2 for SGD)",
-    "momentum": "SGD momentum in [0, 1)",
-    "weight_decay": "decoupled weight decay for the optimizer (0 = off; AdamW uses 0.004 when 0)",
-    "lr_schedule": "none, plateau (ReduceLROnPlateau) or cosine (cosine decay to 0 over all epochs)",
-    "plateau_monitor": "what ReduceLROnPlateau watches: val_loss or val_accuracy",
-    "plateau_factor": "multiply the learning rate by this on a plateau, in (0, 1)",
-    "plateau_patience": "epochs without improvement before the learning rate drops",
-    "plateau_min_lr": "the plateau schedule never goes below this learning rate",
-    "l2": "L2 penalty on kernel weights (0 = off)",
-    "dropout": "dropout rate in [0, 1)",
-    "augment": "random augmentation of training images (switches below)",
-    "flip": "random horizontal flips",
-    "rotation": "maximum random rotation in degrees (0-180)",
-    "zoom": "maximum random zoom as a fraction (0-0.9)",
-    "translation": "maximum random shift as a fraction of the image (0-0.9)",
-    "shear": "maximum random shear angle in degrees (0-45), as ImageDataGenerator's shear_range",
-    "erasing": "probability of erasing a random rectangle (0-1)",
-    "crop": "train on random square crops of this side, resized back to 48x48 (24-47; 0 = off); "
-            "ten-crop test-time augmentation then uses the same side",
-    "early_stopping_patience": "stop after this many epochs without a better val accuracy (0 = never)",
-    "class_weights": "weight classes inversely to their frequency (disgust is 1.5% of FER2013)",
-    "label_smoothing": "label smoothing for the cross-entropy, 0-0.9",
-    "validation_split": "fraction of train held out for validation when the data has no PublicTest",
-    "max_train_samples": "train on a stratified subset of this many images (0 = all), for quick trials",
-    "seed": "random seed for shuffling, augmentation, splits and initial weights",
-    "mixed_precision": "16-bit compute (bfloat16 on TPUs and recent GPUs under JAX, float16 "
-                       "otherwise; slower on most CPUs)",
-    "backend": "Keras backend that trains the run: tensorflow or jax (must be installed)",
-    "devices": "accelerators to train on in parallel (data parallelism, 1-64); batch_size is the "
-               "global batch, split evenly across them",
-    "deterministic": "same seed, same machine and backend, same run (deterministic kernels; "
-                     "see the README for what it costs)",
+@dataclass(frozen=True)
+class Parameter:
+    """One training setting as validation, the CLI and the Train page see it.
+
+    ``low``/``high`` bound a number (inclusive unless ``low_open``/``high_open``); ``widget_low``
+    and ``widget_high`` are the closed bounds of its number widget where they differ (open bounds,
+    or a rule the range cannot say, such as ``crop``). ``applies`` says when the setting has an
+    effect. ``group`` is the Train page box that shows it ("" for the fields shown on their own).
+    """
+
+    label: str
+    help: str
+    group: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    step: float | None = None
+    widget_low: float | None = None
+    widget_high: float | None = None
+    applies: str = ""
+
+    @property
+    def widget_range(self) -> tuple[float | None, float | None]:
+        return (self.low if self.widget_low is None else self.widget_low,
+                self.high if self.widget_high is None else self.widget_high)
+
+    @property
+    def full_help(self) -> str:
+        """The help line with when it applies, as the UI and the CLI show it."""
+        return f"{self.help} (applies when {self.applies})" if self.applies else self.help
+
+
+_AUGMENTING = "augment is on"
+_PLATEAU = "lr_schedule is plateau"
+OPTIMISATION, REGULARISATION, HARDWARE = "Optimisation", "Regularisation", "Hardware"
+SCHEDULE, AUGMENTATION, DATA_AND_LOSS = "Optimizer and schedule", "Augmentation", "Data and loss"
+
+# Every TrainConfig field, in field order: the one description that validation, the CLI flags
+# (python -m fer.train --help) and the Train page's widgets are made from.
+PARAMETERS: dict[str, Parameter] = {
+    "architecture": Parameter("Architecture", "network to train (see the presets table)"),
+    "data": Parameter("Dataset location",
+                      "dataset folder, .tar.gz or fer2013.csv; empty = FER_DATA or data/ in the project"),
+    "epochs": Parameter("Epochs", "maximum number of passes over the training set (1-10000)",
+                        OPTIMISATION, 1, 10_000),
+    "batch_size": Parameter("Batch size",
+                            "images per training step (1-4096); the last short batch is dropped",
+                            OPTIMISATION, 1, 4096),
+    "optimizer": Parameter("Optimizer",
+                           "adam, adamw (decoupled weight decay) or sgd (with Nesterov momentum)",
+                           OPTIMISATION, choices=OPTIMIZERS),
+    "learning_rate": Parameter("Learning rate",
+                               "initial step size, > 0 (typical: 1e-3 for Adam, 1e-2 for SGD)",
+                               OPTIMISATION, 0.0, 10.0, low_open=True, step=1e-4, widget_low=1e-7),
+    "momentum": Parameter("Momentum (sgd)", "SGD momentum in [0, 1)", SCHEDULE, 0.0, 1.0,
+                          high_open=True, step=0.01, widget_high=0.999, applies="optimizer is sgd"),
+    "weight_decay": Parameter("Weight decay",
+                              "decoupled weight decay for the optimizer (0 = off; AdamW uses 0.004 "
+                              "when 0)", SCHEDULE, 0.0, 1.0, step=1e-4),
+    "lr_schedule": Parameter("Learning-rate schedule",
+                             "none, plateau (ReduceLROnPlateau) or cosine (cosine decay to 0 over "
+                             "all epochs)", OPTIMISATION, choices=LR_SCHEDULES),
+    "plateau_monitor": Parameter("Plateau monitor",
+                                 "what ReduceLROnPlateau watches: val_loss or val_accuracy",
+                                 SCHEDULE, choices=PLATEAU_MONITORS, applies=_PLATEAU),
+    "plateau_factor": Parameter("Plateau factor",
+                                "multiply the learning rate by this on a plateau, in (0, 1)",
+                                SCHEDULE, 0.0, 1.0, low_open=True, high_open=True, step=0.05,
+                                widget_low=0.01, widget_high=0.99, applies=_PLATEAU),
+    "plateau_patience": Parameter("Plateau patience",
+                                  "epochs without improvement before the learning rate drops",
+                                  SCHEDULE, 1, 1000, applies=_PLATEAU),
+    "plateau_min_lr": Parameter("Plateau minimum learning rate",
+                                "the plateau schedule never goes below this learning rate",
+                                SCHEDULE, 0.0, 1.0, step=1e-6, applies=_PLATEAU),
+    "l2": Parameter("L2 weight penalty", "L2 penalty on kernel weights (0 = off)", REGULARISATION,
+                    0.0, 1.0, step=1e-4),
+    "dropout": Parameter("Dropout", "dropout rate in [0, 1)", REGULARISATION, 0.0, 1.0,
+                         high_open=True, step=0.05, widget_high=0.95),
+    "augment": Parameter("Augment training images",
+                         "random augmentation of training images (switches below)", REGULARISATION),
+    "flip": Parameter("Horizontal flips", "random horizontal flips", AUGMENTATION,
+                      applies=_AUGMENTING),
+    "rotation": Parameter("Rotation (degrees)", "maximum random rotation in degrees (0-180)",
+                          AUGMENTATION, 0.0, 180.0, step=1.0, applies=_AUGMENTING),
+    "zoom": Parameter("Zoom", "maximum random zoom as a fraction (0-0.9)", AUGMENTATION, 0.0, 0.9,
+                      step=0.05, applies=_AUGMENTING),
+    "translation": Parameter("Translation",
+                             "maximum random shift as a fraction of the image (0-0.9)",
+                             AUGMENTATION, 0.0, 0.9, step=0.05, applies=_AUGMENTING),
+    "shear": Parameter("Shear (degrees)",
+                       "maximum random shear angle in degrees (0-45), as ImageDataGenerator's "
+                       "shear_range", AUGMENTATION, 0.0, 45.0, step=0.1, applies=_AUGMENTING),
+    "erasing": Parameter("Random erasing", "probability of erasing a random rectangle (0-1)",
+                         AUGMENTATION, 0.0, 1.0, step=0.05, applies=_AUGMENTING),
+    # Validated by its own rule: 0, or a side in [MIN_CROP, IMAGE_SIZE).
+    "crop": Parameter("Random crop side (0 = off)",
+                      f"train on random square crops of this side, resized back to 48x48 "
+                      f"({MIN_CROP}-{IMAGE_SIZE - 1}; 0 = off); ten-crop test-time augmentation "
+                      "then uses the same side", AUGMENTATION, widget_low=0,
+                      widget_high=IMAGE_SIZE - 1, applies=_AUGMENTING),
+    "early_stopping_patience": Parameter(
+        "Early-stopping patience",
+        "stop after this many epochs without a better val accuracy (0 = never)", REGULARISATION,
+        0, 10_000),
+    "class_weights": Parameter("Balance classes",
+                               "weight classes inversely to their frequency (disgust is 1.5% of "
+                               "FER2013)", DATA_AND_LOSS),
+    "label_smoothing": Parameter("Label smoothing", "label smoothing for the cross-entropy, 0-0.9",
+                                 DATA_AND_LOSS, 0.0, 0.9, step=0.05),
+    "validation_split": Parameter("Validation fraction",
+                                  "fraction of train held out for validation", DATA_AND_LOSS,
+                                  0.0, 0.5, low_open=True, high_open=True, step=0.01,
+                                  widget_low=0.01, widget_high=0.49,
+                                  applies="the data has no PublicTest"),
+    "max_train_samples": Parameter("Max training images",
+                                   "train on a stratified subset of this many images (0 = all), "
+                                   "for quick trials", DATA_AND_LOSS, 0, 10_000_000),
+    "seed": Parameter("Seed", "random seed for shuffling, augmentation, splits and initial weights",
+                      DATA_AND_LOSS, 0, 2**31 - 1),
+    "mixed_precision": Parameter("Mixed precision",
+                                 "16-bit compute (bfloat16 on TPUs and recent GPUs under JAX, "
+                                 "float16 otherwise; slower on most CPUs)", HARDWARE),
+    "backend": Parameter("Keras backend",
+                         "Keras backend that trains the run: tensorflow or jax (must be installed)",
+                         HARDWARE, choices=BACKENDS),
+    "devices": Parameter("Devices",
+                         "accelerators to train on in parallel (data parallelism, 1-64); "
+                         "batch_size is the global batch, split evenly across them", HARDWARE,
+                         1, MAX_DEVICES),
+    "deterministic": Parameter("Deterministic",
+                               "same seed, same machine and backend, same run (deterministic "
+                               "kernels; see the README for what it costs)", HARDWARE),
 }
 
 
@@ -229,33 +325,13 @@ def _problems(c: TrainConfig) -> list[str]:
 
     if c.architecture not in ARCHITECTURES:
         problems.append(_unknown_architecture(c.architecture))
-    check_range("epochs", 1, 10_000)
-    check_range("batch_size", 1, 4096)
-    check_choice("optimizer", OPTIMIZERS)
-    check_range("learning_rate", 0.0, 10.0, low_open=True)
-    check_range("momentum", 0.0, 1.0, high_open=True)
-    check_range("weight_decay", 0.0, 1.0)
-    check_choice("lr_schedule", LR_SCHEDULES)
-    check_choice("plateau_monitor", PLATEAU_MONITORS)
-    check_range("plateau_factor", 0.0, 1.0, low_open=True, high_open=True)
-    check_range("plateau_patience", 1, 1000)
-    check_range("plateau_min_lr", 0.0, 1.0)
-    check_range("l2", 0.0, 1.0)
-    check_range("dropout", 0.0, 1.0, high_open=True)
-    check_range("rotation", 0.0, 180.0)
-    check_range("zoom", 0.0, 0.9)
-    check_range("translation", 0.0, 0.9)
-    check_range("shear", 0.0, 45.0)
-    check_range("erasing", 0.0, 1.0)
+    for name, parameter in PARAMETERS.items():
+        if parameter.choices:
+            check_choice(name, parameter.choices)
+        elif parameter.low is not None:
+            check_range(name, parameter.low, parameter.high, parameter.low_open, parameter.high_open)
     if c.crop != 0 and not MIN_CROP <= c.crop < IMAGE_SIZE:
         problems.append(f"crop={c.crop!r} is out of range; use 0 (off) or [{MIN_CROP}, {IMAGE_SIZE - 1}]")
-    check_range("early_stopping_patience", 0, 10_000)
-    check_range("label_smoothing", 0.0, 0.9)
-    check_range("validation_split", 0.0, 0.5, low_open=True, high_open=True)
-    check_range("max_train_samples", 0, 10_000_000)
-    check_range("seed", 0, 2**31 - 1)
-    check_choice("backend", BACKENDS)
-    check_range("devices", 1, MAX_DEVICES)
     if c.devices > 1 and c.batch_size % c.devices:
         problems.append(f"batch_size={c.batch_size} must be a multiple of devices={c.devices} "
                         "(each device trains an equal share of the global batch)")

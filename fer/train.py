@@ -26,14 +26,7 @@ from typing import Any
 
 from fer.architectures import ARCHITECTURES
 from fer.backends import BackendError
-from fer.config import (
-    LR_SCHEDULES,
-    OPTIMIZERS,
-    PARAMETER_HELP,
-    PLATEAU_MONITORS,
-    ConfigError,
-    TrainConfig,
-)
+from fer.config import PARAMETERS, ConfigError, TrainConfig
 from fer.data import DataError
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
 from fer.files import read_json, write_json_atomic
@@ -385,18 +378,18 @@ def _write_final_status(run_dir: Path, status: dict[str, Any]) -> None:
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hyperparameters (create a new run; defaults per architecture)")
-    choices = {"architecture": list(ARCHITECTURES), "optimizer": list(OPTIMIZERS),
-               "lr_schedule": list(LR_SCHEDULES), "plateau_monitor": list(PLATEAU_MONITORS)}
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        text = PARAMETER_HELP[field.name].replace("%", "%%")
+        parameter = PARAMETERS[field.name]
+        text = parameter.full_help.replace("%", "%%")
+        choices = list(ARCHITECTURES) if field.name == "architecture" else list(parameter.choices) or None
         if field.type == "bool":
             group.add_argument(flag, dest=field.name, default=None, help=text,
                                action=argparse.BooleanOptionalAction)
         else:
             kind = {"int": int, "float": float}.get(field.type, str)
             group.add_argument(flag, dest=field.name, type=kind, default=None, help=text,
-                               choices=choices.get(field.name))
+                               choices=choices)
 
 
 def main(argv: list[str] | None = None) -> int:

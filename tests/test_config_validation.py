@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fer.architectures import ARCHITECTURES
-from fer.config import PARAMETER_HELP, ConfigError, TrainConfig
+from fer.config import PARAMETERS, ConfigError, TrainConfig
 
 
 def test_defaults_are_valid():
@@ -184,6 +184,29 @@ def test_config_is_frozen():
         TrainConfig().epochs = 0  # type: ignore[misc]
 
 
-def test_every_parameter_has_help_text():
-    """The UI and CLI show one help line per parameter, so none may be missing."""
-    assert set(PARAMETER_HELP) == {f.name for f in dataclasses.fields(TrainConfig)}
+def test_one_table_describes_every_parameter_in_field_order():
+    """Validation, the CLI and the Train page are made from PARAMETERS: every field is in it, in
+    order, with a label and a help line."""
+    assert list(PARAMETERS) == [f.name for f in dataclasses.fields(TrainConfig)]
+    for name, parameter in PARAMETERS.items():
+        assert parameter.label and parameter.help, name
+        if parameter.group and not parameter.choices and dataclasses.fields(TrainConfig)[
+                list(PARAMETERS).index(name)].type != "bool":
+            low, high = parameter.widget_range
+            assert low is not None and high is not None, f"{name} needs a widget range"
+
+
+@pytest.mark.parametrize("name", [n for n, p in PARAMETERS.items() if p.low is not None])
+def test_the_tables_bounds_are_what_validation_enforces(name):
+    """Just inside each bound is accepted, just outside refused naming the parameter."""
+    parameter = PARAMETERS[name]
+    is_int = isinstance(getattr(TrainConfig(), name), int)
+    epsilon = 1 if is_int else 1e-9
+    low_inside = parameter.low + (epsilon if parameter.low_open else 0)
+    high_inside = parameter.high - (epsilon if parameter.high_open else 0)
+    for value in (low_inside, high_inside):
+        TrainConfig.from_dict({name: value, **({"batch_size": 64} if name == "devices" else {})})
+    for value in (parameter.low - epsilon if not parameter.low_open else parameter.low,
+                  parameter.high + epsilon if not parameter.high_open else parameter.high):
+        with pytest.raises(ConfigError, match=name):
+            TrainConfig.from_dict({name: value})
