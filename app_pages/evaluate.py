@@ -17,6 +17,7 @@ from fer.predict import TTA_MODES
 from fer.runs import ACTIVE_STATES, RunError, list_runs, run_path
 from fer.ui import (
     GALLERY_PAGE_SIZE,
+    TTA_TITLES,
     confusion_figure,
     escape_markdown,
     misclassified_caption,
@@ -65,7 +66,6 @@ def sync_query_params() -> None:
     st.query_params["run"] = st.session_state[SOURCE]
 
 
-TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from fer import CLASSES
-from fer.ui import probability_figure, upscale
+from fer.ui import TTA_TITLES, probability_figure, upscale
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
@@ -88,7 +88,6 @@ if not models:
 labels = {str(path): label for label, path in models}
 choice, options = st.columns([3, 2], vertical_alignment="bottom")
 model_path = choice.selectbox("Model", list(labels), format_func=labels.get, key="predict.model")
-TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
 tta = options.selectbox("Test-time augmentation", list(TTA_TITLES), format_func=TTA_TITLES.get,
                         key="predict.tta",
                         help="Predict several views of each face and average them; slower but usually "

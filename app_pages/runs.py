@@ -7,6 +7,7 @@ import streamlit as st
 from fer.architectures import ARCHITECTURES
 from fer.runs import (
     ACTIVE_STATES,
+    RESUMABLE_STATES,
     RunError,
     RunSummary,
     delete,
@@ -19,12 +20,20 @@ from fer.runs import (
     run_path,
     stop,
 )
-from fer.ui import comparison_frame, curve_figure, percent, read_run_file, run_file, runs_table, state_badge
+from fer.ui import (
+    comparison_frame,
+    curve_figure,
+    percent,
+    read_run_file,
+    run_file,
+    run_row,
+    runs_table,
+    state_badge,
+)
 
 SELECTED = "runs.selected"
 FLASH = "runs.flash"  # messages from button callbacks, shown once at the top
 CHANGED = "runs.changed"  # a callback changed a run: refresh the whole page
-RESUMABLE = ("stopped", "failed", "interrupted", "created")
 
 
 def flash(kind: str, text: str) -> None:
@@ -88,7 +97,7 @@ def status_line(run: RunSummary) -> str:
         parts.append(f"best val accuracy {percent(s['best_val_accuracy'])} (epoch {s.get('best_epoch')})")
     if s.get("test_accuracy") is not None:
         parts.append(f"test accuracy {percent(s['test_accuracy'])}")
-    minutes = run.row()["duration (min)"]
+    minutes = run_row(run)["duration (min)"]
     if minutes is not None:
         parts.append(f"{minutes} min")
     return " · ".join(parts)
@@ -112,7 +121,7 @@ def run_actions(run: RunSummary) -> None:
         if active:
             st.button("Stop", key=f"stop.{run.run_id}", icon=":material/stop:",
                       on_click=act, args=("stop", run.run_id))
-        if run.state in RESUMABLE:
+        if run.state in RESUMABLE_STATES:
             st.button("Resume", key=f"resume.{run.run_id}", icon=":material/play_arrow:",
                       on_click=act, args=("resume", run.run_id))
         if not active:
@@ -138,7 +147,7 @@ def run_card(run: RunSummary) -> None:
         architecture = ARCHITECTURES.get(run.architecture)
         st.markdown(f"#### {run.run_id}")
         st.markdown(status_line(run))
-        row = run.row()
+        row = run_row(run)
         details = [architecture.title if architecture else run.architecture,
                    f"{row['backend']} on {row['device']}" if row["device"] else row["backend"]]
         if run.status.get("train_size"):
@@ -188,7 +197,7 @@ if not runs:
     st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
-st.dataframe(runs_table([run.row() for run in runs]), hide_index=True, placeholder="–", column_config={
+st.dataframe(runs_table([run_row(run) for run in runs]), hide_index=True, placeholder="–", column_config={
     "best val acc": st.column_config.NumberColumn(format="%.1f%%"),
     "test acc": st.column_config.NumberColumn(format="%.1f%%"),
 })

@@ -39,6 +39,8 @@ from fer.files import read_json, write_json_atomic
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
+# States a run can be started or resumed from ("created": never started).
+RESUMABLE_STATES = ("stopped", "failed", "interrupted", "created")
 STOP_FILE = "stop-requested"  # written by stop(); the worker stops at its next safe point
 # The hyperparameters the resumable training state in backup/ was made with.
 CHECKPOINT_CONFIG = "checkpoint-config.json"
@@ -325,7 +327,7 @@ def resume(run_dir: Path) -> int:
     """Continue a stopped, failed or interrupted run from its last completed epoch."""
     run_dir = Path(run_dir)
     state = effective_state(run_dir)
-    if state not in ("stopped", "failed", "interrupted", "created"):
+    if state not in RESUMABLE_STATES:
         raise RunError(f"run {run_dir.name} is {state}; only stopped, failed or interrupted runs can resume")
     check_resumable_config(run_dir)
     if state == "interrupted":
@@ -355,29 +357,13 @@ class RunSummary:
     def architecture(self) -> str:
         return str(self.config.get("architecture", "?"))
 
-    def row(self) -> dict[str, Any]:
-        """One row of the runs table."""
-        s, c = self.status, self.config
-        started, ended = s.get("started"), s.get("ended")
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from the worker's start to its end (to now while it is active)."""
+        started, ended = self.status.get("started"), self.status.get("ended")
         if started and self.state in ACTIVE_STATES:
             ended = time.time()
-        return {
-            "run": self.run_id,
-            "state": self.state,
-            "architecture": self.architecture,
-            "epochs": f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')}",
-            "batch": c.get("batch_size"),
-            "optimizer": c.get("optimizer"),
-            "lr": c.get("learning_rate"),
-            "best val acc": s.get("best_val_accuracy"),
-            "best epoch": s.get("best_epoch"),
-            "test acc": s.get("test_accuracy"),
-            "duration (min)": round((ended - started) / 60, 1) if started and ended else None,
-            # Runs from before the backend choice have no backend key: they trained on TensorFlow.
-            "backend": c.get("backend", "tensorflow"),
-            "device": s.get("device"),
-            "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.get("created", 0))),
-        }
+        return ended - started if started and ended else None
 
 
 def load_run(run_dir: Path) -> RunSummary:
@@ -489,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             import pandas as pd
 
-            rows = [run.row() for run in list_runs(root)]
+            from fer.ui import run_row
+
+            rows = [run_row(run) for run in list_runs(root)]
             print(pd.DataFrame(rows).to_string(index=False) if rows else "no runs")
             return 0
         run_dir = run_path(args.run_id, root)

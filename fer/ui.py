@@ -6,6 +6,7 @@ Nothing here imports Streamlit or TensorFlow, so every function is testable on i
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -162,8 +163,35 @@ COMPARED_PARAMETERS = ("architecture", "epochs", "batch_size", "optimizer", "lea
                        "class_weights", "max_train_samples", "seed")
 
 
+# How the pages name the test-time augmentation modes (fer.predict.TTA_MODES).
+TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
+
+
+def run_row(run: Any) -> dict[str, Any]:
+    """One row of the runs table for a ``fer.runs.RunSummary``."""
+    s, c = run.status, run.config
+    duration = run.duration_s
+    return {
+        "run": run.run_id,
+        "state": run.state,
+        "architecture": run.architecture,
+        "epochs": f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')}",
+        "batch": c.get("batch_size"),
+        "optimizer": c.get("optimizer"),
+        "lr": c.get("learning_rate"),
+        "best val acc": s.get("best_val_accuracy"),
+        "best epoch": s.get("best_epoch"),
+        "test acc": s.get("test_accuracy"),
+        "duration (min)": None if duration is None else round(duration / 60, 1),
+        # Runs from before the backend choice have no backend key: they trained on TensorFlow.
+        "backend": c.get("backend", "tensorflow"),
+        "device": s.get("device"),
+        "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.get("created", 0))),
+    }
+
+
 def runs_table(rows: list[dict[str, Any]]) -> pd.io.formats.style.Styler:
-    """The runs table (RunSummary.row() dicts) with coloured states; accuracies in percent."""
+    """The runs table (``run_row`` dicts) with coloured states; accuracies in percent."""
     frame = pd.DataFrame(rows)
     for column in ("best val acc", "test acc"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce") * 100
@@ -175,7 +203,7 @@ def comparison_frame(runs: Iterable[Any]) -> pd.DataFrame:
     """Key hyperparameters and results of ``runs`` (RunSummary objects), one column per run."""
     columns = {}
     for run in runs:
-        row = run.row()
+        row = run_row(run)
         values: dict[str, Any] = {key: run.config.get(key) for key in COMPARED_PARAMETERS}
         values.update({
             "backend": row["backend"],

@@ -28,6 +28,7 @@ from fer.runs import (
     stop,
     write_status,
 )
+from fer.ui import run_row
 
 HEADER = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
 
@@ -152,7 +153,7 @@ def test_list_runs_ignores_folders_that_are_not_runs(tmp_path):
     runs = list_runs(root)
     assert [r.run_id for r in runs] == ["newer", "older"]
     assert runs[0].path == newer and runs[0].architecture == "vgg_fer"
-    assert runs[0].row()["epochs"] == f"0/{TrainConfig.for_architecture('vgg_fer').epochs}"
+    assert run_row(runs[0])["epochs"] == f"0/{TrainConfig.for_architecture('vgg_fer').epochs}"
 
 
 def test_list_runs_of_a_missing_folder_is_empty(tmp_path):

@@ -12,6 +12,7 @@ from fer.config import TrainConfig
 from fer.evaluate import read_evaluation, read_misclassified
 from fer.files import read_json
 from fer.runs import effective_state, is_alive, list_runs, read_history, read_status
+from fer.ui import run_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -123,5 +124,5 @@ def test_finished_run_leaves_no_backup_and_is_listed(run):
     assert not (run / "backup").exists()
     (summary,) = list_runs(run.parent)
     assert (summary.run_id, summary.state, summary.architecture) == ("tiny", "finished", "mini_xception")
-    row = summary.row()
+    row = run_row(summary)
     assert row["epochs"] == "2/2" and row["test acc"] == read_status(run)["test_accuracy"]
