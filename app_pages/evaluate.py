@@ -12,8 +12,8 @@ from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
 from fer.evaluate import eval_dir, read_evaluation, read_misclassified
-from fer.files import read_json
 from fer.predict import TTA_MODES
+from fer.run_folder import METRICS, MISCLASSIFIED, RunFolder
 from fer.runs import ACTIVE_STATES, RunError, list_runs, run_path
 from fer.ui import (
     GALLERY_PAGE_SIZE,
@@ -32,15 +32,20 @@ DEFAULT_KEY = "default"
 SOURCE = "evaluate.source"
 
 
+def has_model_or_evaluation(path: Path) -> bool:
+    folder = RunFolder(path)
+    return bool(run_file(folder.eval_dir(), METRICS) or run_file(folder.path, folder.model_file.name))
+
+
 def sources() -> dict[str, tuple[str, Path]]:
     """key -> (label, folder) for the shipped model and every run with a model or an evaluation."""
     found: dict[str, tuple[str, Path]] = {}
-    if run_file(DEFAULT_MODEL_DIR / "eval", "metrics.json") or run_file(DEFAULT_MODEL_DIR, "model.keras"):
+    if has_model_or_evaluation(DEFAULT_MODEL_DIR):
         found[DEFAULT_KEY] = ("Shipped default model", DEFAULT_MODEL_DIR)
     for run in list_runs():
         if run.state in ACTIVE_STATES:
             continue
-        if run_file(run.path / "eval", "metrics.json") or run_file(run.path, "model.keras"):
+        if has_model_or_evaluation(run.path):
             found[run.run_id] = (f"{run.run_id} ({run.state})", run.path)
     return found
 
@@ -110,7 +115,7 @@ def no_evaluation(folder: Path) -> None:
 
 
 def summary(folder: Path, metrics: dict, baseline: dict | None = None) -> None:
-    config = read_json(folder / "config.json") or {}
+    config = RunFolder(folder).read_config_values() or {}
     architecture = ARCHITECTURES.get(config.get("architecture", ""))
     if architecture:
         st.caption(f"{architecture.title} · up to {config.get('epochs', '?')} epochs · "
@@ -149,7 +154,7 @@ def split_details(metrics: dict) -> None:
 
 def gallery(key: str, folder: Path, mode: str) -> None:
     st.subheader("Misclassified test faces")
-    path = run_file(eval_dir(folder, mode), "misclassified.npz")
+    path = run_file(eval_dir(folder, mode), MISCLASSIFIED)
     data = misclassified(str(folder), mode, path.stat().st_mtime) if path else None
     if data is None:
         st.caption("No misclassified faces were saved for this model.")

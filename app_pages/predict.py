@@ -8,7 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from fer import CLASSES
-from fer.ui import TTA_TITLES, probability_figure, upscale
+from fer.run_folder import RunFolder
+from fer.ui import TTA_TITLES, draw_boxes, probability_figure, upscale
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
@@ -22,7 +23,7 @@ def load_predictor(path: str, mtime: float):
 
 
 def model_file(path: Path) -> Path:
-    return path / "model.keras" if path.is_dir() else path
+    return RunFolder(path).model_file if path.is_dir() else path
 
 
 def uploads() -> list[tuple[str, str, bytes]]:
@@ -42,7 +43,7 @@ def uploads() -> list[tuple[str, str, bytes]]:
 
 
 def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, tta: str) -> None:
-    from fer.predict import ImageError, ModelError, draw_boxes, read_image
+    from fer.predict import ImageError, ModelError, read_image
 
     st.markdown(f"#### {name}")
     digest = hashlib.sha1(data).hexdigest()
@@ -74,7 +75,8 @@ def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, 
 
 st.title("Predict expressions")
 try:
-    from fer.predict import ModelError, available_models
+    from fer.predict import ModelError
+    from fer.runs import available_models
 except ImportError as exc:
     st.error(f"Prediction is not available: {exc}")
     st.stop()

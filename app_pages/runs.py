@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fer.architectures import ARCHITECTURES
+from fer.run_folder import METRICS, RunFolder
 from fer.runs import (
     ACTIVE_STATES,
     RESUMABLE_STATES,
@@ -13,9 +14,6 @@ from fer.runs import (
     delete,
     list_runs,
     load_run,
-    read_history,
-    read_log_tail,
-    read_progress,
     resume,
     run_path,
     stop,
@@ -104,7 +102,7 @@ def status_line(run: RunSummary) -> str:
 
 
 def progress_bar(run: RunSummary) -> None:
-    progress = read_progress(run.path)
+    progress = RunFolder(run.path).read_progress()
     batches = progress.get("batches") or 0
     if run.state == "queued" or not batches:
         phase = progress.get("phase") or run.status.get("phase") or "starting"
@@ -130,14 +128,15 @@ def run_actions(run: RunSummary) -> None:
                                         key=f"confirm.{run.run_id}")
                 st.button("Delete permanently", key=f"delete.{run.run_id}", type="primary",
                           disabled=not confirmed, on_click=act, args=("delete", run.run_id))
-        for name in ("model.keras", "history.csv"):
+        folder = RunFolder(run.path)
+        for name in (folder.model_file.name, folder.history_file.name):
             if run_file(run.path, name) is not None:
                 st.download_button(
                     name, data=lambda name=name: read_run_file(run.path, name),
                     file_name=f"{run.run_id}-{name}", key=f"download.{name}.{run.run_id}",
                     mime="text/csv" if name.endswith(".csv") else "application/octet-stream",
                     icon=":material/download:", on_click="ignore")
-        if run_file(run.path / "eval", "metrics.json") is not None:
+        if run_file(folder.eval_dir(), METRICS) is not None:
             st.page_link("app_pages/evaluate.py", label="Evaluate", icon=":material/grid_on:",
                          query_params={"run": run.run_id})
 
@@ -164,7 +163,7 @@ def run_card(run: RunSummary) -> None:
             st.info(run.status["note"])
         run_actions(run)
         with st.expander("Log (last lines of train.log)"):
-            st.code(read_log_tail(run.path, 40) or "(empty)", language="text")
+            st.code(RunFolder(run.path).read_log_tail(40) or "(empty)", language="text")
 
 
 def live_view(run_ids: list[str], was_active: bool) -> None:
@@ -174,7 +173,7 @@ def live_view(run_ids: list[str], was_active: bool) -> None:
     runs = [load_run(run_path(run_id)) for run_id in run_ids]
     if was_active and not any(run.state in ACTIVE_STATES for run in runs):
         st.rerun()  # Training ended: refresh the table and stop polling.
-    histories = {run.run_id: read_history(run.path) for run in runs}
+    histories = {run.run_id: RunFolder(run.path).read_history() for run in runs}
     loss, accuracy = st.columns(2)
     loss.plotly_chart(curve_figure(histories, "loss", "Loss"))
     accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))

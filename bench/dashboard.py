@@ -54,7 +54,8 @@ def history_row(epoch: int) -> str:
 def make_runs(root: Path, count: int, epochs: int = 100) -> list[str]:
     """``count`` finished runs, as a worker leaves them: config.json, status.json, history.csv, log."""
     from fer.config import TrainConfig
-    from fer.runs import create_run, write_status
+    from fer.run_folder import RunFolder
+    from fer.runs import create_run
 
     history = "\n".join([COLUMNS] + [history_row(e) for e in range(epochs)]) + "\n"
     ids = []
@@ -65,7 +66,7 @@ def make_runs(root: Path, count: int, epochs: int = 100) -> list[str]:
                              f"20261101-{i:06d}-{architecture}")
         (run_dir / "history.csv").write_text(history)
         (run_dir / "train.log").write_text(f"[fer] loading dataset\nEpoch {epochs}/{epochs}\n[fer] finished\n")
-        write_status(run_dir, state="finished", created=now - 86400 + i, started=now - 86400 + i,
+        RunFolder(run_dir).write_status(state="finished", created=now - 86400 + i, started=now - 86400 + i,
                      ended=now - 80000 + i, epochs_done=epochs, best_val_accuracy=0.28 + 0.003 * (epochs - 1),
                      best_epoch=epochs, test_accuracy=0.55, train_size=28709, val_size=3589, test_size=3589,
                      val_description="PublicTest (test/PublicTest_*)",
@@ -115,13 +116,14 @@ def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> 
     """A running run gets a new epoch; how long until its loss chart has that many points."""
     from fer.config import TrainConfig
     from fer.files import write_json_atomic
-    from fer.runs import acquire_lock, create_run, write_status
+    from fer.run_folder import RunFolder
+    from fer.runs import acquire_lock, create_run
 
     run_dir = create_run(TrainConfig.for_architecture("mini_xception", epochs=100), root, "zz-live-run")
     history = run_dir / "history.csv"
     history.write_text("\n".join([COLUMNS] + [history_row(e) for e in range(epochs_shown)]) + "\n")
     lock = acquire_lock(run_dir)
-    write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), phase="training",
+    RunFolder(run_dir).write_status(state="running", pid=os.getpid(), started=time.time(), phase="training",
                  epochs_done=epochs_shown)
     write_json_atomic(run_dir / "progress.json", {"epoch": epochs_shown + 1, "epochs": 100, "batch": 1,
                                                   "batches": 448, "phase": "training", "updated": time.time()})

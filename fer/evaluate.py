@@ -15,6 +15,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.data import Split
+from fer.run_folder import METRICS, MISCLASSIFIED, PREDICTIONS, RunFolder
 
 SPLIT_ALIASES = {"private": "test", "privatetest": "test", "test": "test",
                  "public": "val", "publictest": "val", "val": "val", "validation": "val",
@@ -39,7 +40,8 @@ def metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
 
 def write_evaluation(eval_dir: Path, splits: dict[str, Split], probabilities: dict[str, np.ndarray],
                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write metrics.json, predictions.csv and misclassified.npz (faces of the test split)."""
+    """Write an evaluation folder: metrics, per-face predictions and the misclassified faces of
+    the test split (``fer.run_folder`` names the files)."""
     import pandas as pd
 
     from fer.files import write_json_atomic
@@ -57,26 +59,25 @@ def write_evaluation(eval_dir: Path, splits: dict[str, Split], probabilities: di
         for i, cls in enumerate(CLASSES):
             frame[f"p_{cls}"] = probs[:, i]
         frames.append(frame)
-    pd.concat(frames).to_csv(eval_dir / "predictions.csv", index=False, float_format="%.5f")
+    pd.concat(frames).to_csv(eval_dir / PREDICTIONS, index=False, float_format="%.5f")
     if "test" in splits:
         split, probs = splits["test"], probabilities["test"]
         predicted = probs.argmax(axis=1)
         wrong = np.flatnonzero(predicted != split.labels)
-        tmp = eval_dir / "misclassified.tmp.npz"
+        tmp = eval_dir / f".{MISCLASSIFIED}.tmp.npz"
         np.savez_compressed(tmp, images=split.images[wrong], true=split.labels[wrong],
                             predicted=predicted[wrong], confidence=probs[wrong].max(axis=1),
                             names=np.array([split.names[i] for i in wrong], dtype=str))
-        tmp.replace(eval_dir / "misclassified.npz")
-    write_json_atomic(eval_dir / "metrics.json", result)
+        tmp.replace(eval_dir / MISCLASSIFIED)
+    write_json_atomic(eval_dir / METRICS, result)
     return result
 
 
 def eval_dir(run_dir: Path, tta: str = "none") -> Path:
-    """Where a run's evaluation lives: ``eval/``, or ``eval-<mode>/`` with test-time augmentation."""
+    """Where a run's evaluation with test-time augmentation ``tta`` lives (the mode checked)."""
     from fer.predict import tta_mode
 
-    mode = tta_mode(tta)
-    return Path(run_dir) / ("eval" if mode == "none" else f"eval-{mode}")
+    return RunFolder(run_dir).eval_dir(tta_mode(tta))
 
 
 def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, float]:
@@ -84,16 +85,15 @@ def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, fl
     (``eval-<mode>/`` with a test-time augmentation mode).
 
     Works for stopped runs and the shipped model folder too (the best epoch's model.keras is
-    kept); ``dataset`` defaults to the run's own data settings.
+    kept); ``dataset`` defaults to the run's own data settings. Returns the accuracies; recording
+    them in the run's status is the caller's (the worker's) business.
     """
-    from fer.config import TrainConfig
     from fer.data import load_dataset
     from fer.predict import Predictor
-    from fer.runs import write_status
 
     predictor = Predictor.load(run_dir)  # before the dataset: a bad model fails fast
     if dataset is None:
-        config = TrainConfig.load(Path(run_dir) / "config.json")
+        config = RunFolder(run_dir).read_config()
         dataset = load_dataset(config.data or None, config.validation_split, config.seed,
                                config.max_train_samples)
     splits = {"val": dataset.val, "test": dataset.test}
@@ -102,21 +102,18 @@ def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, fl
                               {"val_description": dataset.val_description,
                                "test_description": dataset.test_description,
                                "tta": tta})
-    summary = {"val_accuracy": result["splits"]["val"]["accuracy"],
-               "test_accuracy": result["splits"]["test"]["accuracy"]}
-    if eval_dir(run_dir, tta).name == "eval" and (Path(run_dir) / "status.json").is_file():
-        write_status(run_dir, **summary)
-    return summary
+    return {"val_accuracy": result["splits"]["val"]["accuracy"],
+            "test_accuracy": result["splits"]["test"]["accuracy"]}
 
 
 def read_evaluation(run_dir: Path, tta: str = "none") -> dict[str, Any] | None:
     from fer.files import read_json
 
-    return read_json(eval_dir(run_dir, tta) / "metrics.json")
+    return read_json(eval_dir(run_dir, tta) / METRICS)
 
 
 def read_misclassified(run_dir: Path, tta: str = "none") -> dict[str, np.ndarray] | None:
-    path = eval_dir(run_dir, tta) / "misclassified.npz"
+    path = eval_dir(run_dir, tta) / MISCLASSIFIED
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -142,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     from fer.predict import ModelError, Predictor
 
     if args.run:
+        folder = RunFolder(args.run)
         try:
-            summary = evaluate_run(Path(args.run), tta=args.tta)
-        except (DataError, ModelError, ValueError) as exc:
+            summary = evaluate_run(folder.path, tta=args.tta)
+            if args.tta == "none" and folder.status_file.is_file():
+                folder.write_status(**summary)  # the results the worker would have recorded
+        except (DataError, ModelError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(json.dumps({"run": args.run, "tta": args.tta, "eval_dir": str(eval_dir(Path(args.run), args.tta)),

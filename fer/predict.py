@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
+from fer.run_folder import RunFolder, describe_model
 
 # Refuse images above this many pixels before decoding them (Pillow's bomb guard is at ~179M).
 MAX_PIXELS = 40_000_000
@@ -230,30 +231,11 @@ def tta_views(faces: np.ndarray, mode: str, crop_size: int = TEN_CROP_SIZE) -> l
     return [faces]
 
 
-def draw_boxes(image: Image.Image, results: list[FaceResult]) -> Image.Image:
-    """A copy of ``image`` with each face's box and top class drawn on it."""
-    out = image.copy()
-    draw = ImageDraw.Draw(out)
-    width = max(2, round(max(out.size) / 250))
-    font = ImageFont.load_default(size=max(12, round(max(out.size) / 40)))
-    for number, result in enumerate(results, start=1):
-        if result.whole_image:
-            continue
-        x, y, w, h = result.box
-        draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
-        text = f"{number}: {result.label} {result.probabilities.max():.0%}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        ty = y - (bottom - top) - 2 * width if y >= (bottom - top) + 2 * width else y + h + width
-        draw.rectangle([x, ty, x + right - left + 2 * width, ty + bottom - top + 2 * width], fill=(255, 64, 64))
-        draw.text((x + width - left, ty + width - top), text, fill=(255, 255, 255), font=font)
-    return out
-
-
 def resolve_model_path(model: str | Path | None) -> Path:
     """The .keras file for ``model``: None (shipped default), a run folder, or a .keras file."""
-    path = DEFAULT_MODEL_DIR / "model.keras" if model in (None, "") else Path(model)
+    path = RunFolder(DEFAULT_MODEL_DIR).model_file if model in (None, "") else Path(model)
     if path.is_dir():
-        path = path / "model.keras"
+        path = RunFolder(path).model_file
     if not path.is_file():
         raise ModelError(f"no model at {path}")
     if path.suffix != ".keras":
@@ -287,7 +269,7 @@ class Predictor:
         if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
             raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
                              f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
-        return cls(loaded, path, _describe(path), _trained_crop(path) or TEN_CROP_SIZE)
+        return cls(loaded, path, describe_model(path), _trained_crop(path) or TEN_CROP_SIZE)
 
     def predict_faces(self, faces: np.ndarray, tta: bool | str = False) -> np.ndarray:
         """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels).
@@ -386,36 +368,6 @@ def _jax_call(model):
 
 
 def _trained_crop(path: Path) -> int:
-    """The random-crop side the model was trained with (its run's config.json), 0 if none."""
-    from fer.files import read_json
-
-    crop = (read_json(path.parent / "config.json") or {}).get("crop", 0)
+    """The random-crop side the model was trained with (its run's config), 0 if none."""
+    crop = (RunFolder(path.parent).read_config_values() or {}).get("crop", 0)
     return crop if isinstance(crop, int) and 8 <= crop <= IMAGE_SIZE else 0
-
-
-def _describe(path: Path) -> str:
-    from fer.files import read_json
-
-    config = read_json(path.parent / "config.json") or {}
-    metrics = read_json(path.parent / "eval" / "metrics.json") or {}
-    accuracy = metrics.get("splits", {}).get("test", {}).get("accuracy")
-    name = "shipped default" if path.parent == DEFAULT_MODEL_DIR else path.parent.name
-    details = [str(config.get("architecture", "?"))]
-    if accuracy is not None:
-        details.append(f"{accuracy:.1%} test accuracy")
-    return f"{name} ({', '.join(details)})"
-
-
-def available_models() -> list[tuple[str, Path]]:
-    """(label, path) for the shipped default model and every run with a model.keras."""
-    from fer.runs import list_runs
-
-    models: list[tuple[str, Path]] = []
-    default = DEFAULT_MODEL_DIR / "model.keras"
-    if default.is_file():
-        models.append((_describe(default), default))
-    for run in list_runs():
-        path = run.path / "model.keras"
-        if path.is_file():
-            models.append((f"{_describe(path)} [{run.state}]", path))
-    return models

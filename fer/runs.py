@@ -1,22 +1,15 @@
-"""The run store: one folder per run under ``experiments/``; the folder is the source of truth.
+"""The run store: one folder per run under ``experiments/``; the folder is the source of truth
+(its layout and files: ``fer.run_folder``).
 
-A run folder holds ``config.json``, ``status.json``, ``history.csv`` (one row per epoch),
-``progress.json`` (current epoch/batch), ``model.keras`` (best epoch), ``backup/`` (resumable
-training state), ``eval/`` (test-set evaluation) and ``train.log`` (the worker's output).
-
-A worker holds an exclusive ``flock`` on ``.lock`` while it lives. The kernel drops that lock when
-the process dies in any way (``kill -9`` included), so "is this run alive?" never trusts a pid.
-
-status.json is changed only under a second lock (``.status.lock``), so concurrent writers (the
-worker, a launch) never lose each other's changes. ``stop()`` never writes status.json: it leaves a
-``stop-requested`` file and signals the worker, which records the outcome itself.
+A worker holds an exclusive ``flock`` on the run's ``.lock`` while it lives. The kernel drops that
+lock when the process dies in any way (``kill -9`` included), so "is this run alive?" never trusts
+a pid. ``stop()`` never writes status.json: it leaves a stop request and signals the worker, which
+records the outcome itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import io
 import json
 import os
 import re
@@ -27,23 +20,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fer import EXPERIMENTS_DIR, PROJECT_ROOT
 from fer.config import ConfigError, TrainConfig
-from fer.files import read_json, write_json_atomic
+from fer.run_folder import RunFolder, describe_model, file_lock
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
 # States a run can be started or resumed from ("created": never started).
 RESUMABLE_STATES = ("stopped", "failed", "interrupted", "created")
-STOP_FILE = "stop-requested"  # written by stop(); the worker stops at its next safe point
-# The hyperparameters the resumable training state in backup/ was made with.
-CHECKPOINT_CONFIG = "checkpoint-config.json"
 
 
 class RunError(ValueError):
@@ -82,83 +71,17 @@ def create_run(config: TrainConfig, root: Path | None = None, run_id: str | None
             if run_id:
                 raise RunError(f"a run named {run_id!r} already exists") from None
             continue
-        config.save(path / "config.json")
-        write_status(path, state="created", created=time.time())
+        folder = RunFolder(path)
+        folder.write_config(config)
+        folder.write_status(state="created", created=time.time())
         return path
     raise RunError("could not find a free run id")
-
-
-# ---- status ---------------------------------------------------------------------------------
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    status = read_json(Path(run_dir) / "status.json")
-    return status if isinstance(status, dict) else {}
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock on ``path`` (between processes and between threads alike)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        try:  # a read-only folder: nobody can write there, but stop() must still signal
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            yield
-            return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
-def write_status(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    """Merge ``changes`` into status.json and return the new status.
-
-    The read-modify-write holds ``.status.lock``, so two writers never drop each other's changes,
-    and the file is replaced atomically, so readers never see half of it. When the disk is full
-    the atomic write cannot make its temporary file; the status is then rewritten in place (it
-    fits in the blocks the file already has), so a run can still record why it failed.
-    """
-    run_dir = Path(run_dir)
-    with _file_lock(run_dir / ".status.lock"):
-        status = read_status(run_dir)
-        status.update(changes)
-        try:
-            write_json_atomic(run_dir / "status.json", status)
-        except OSError as exc:
-            if not _rewrite_in_place(run_dir / "status.json", json.dumps(status, indent=2) + "\n"):
-                raise exc from None
-    return status
-
-
-def _rewrite_in_place(path: Path, text: str) -> bool:
-    """Overwrite an existing file without allocating a new one; False if that failed too."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError:
-        return False
-    try:
-        data = text.encode()
-        if os.pwrite(fd, data, 0) != len(data):
-            return False
-        os.ftruncate(fd, len(data))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _lock_path(run_dir: Path) -> Path:
-    return Path(run_dir) / ".lock"
 
 
 def is_alive(run_dir: Path) -> bool:
     """True while a worker process holds this run's lock."""
     try:
-        fd = os.open(_lock_path(run_dir), os.O_RDONLY)
+        fd = os.open(RunFolder(run_dir).worker_lock, os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -172,7 +95,7 @@ def is_alive(run_dir: Path) -> bool:
 
 def acquire_lock(run_dir: Path, timeout: float = 3.0) -> int | None:
     """The worker's exclusive lock (kept until the process exits), or None if another holds it."""
-    fd = os.open(_lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(RunFolder(run_dir).worker_lock, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -197,18 +120,11 @@ def _pid_running(pid: int | None) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def stop_requested(run_dir: Path) -> float | None:
-    """When stop() was last asked for this run's current worker (None if it was not)."""
-    request = read_json(Path(run_dir) / STOP_FILE)
-    if isinstance(request, dict) and isinstance(request.get("requested"), (int, float)):
-        return float(request["requested"])
-    return time.time() if (Path(run_dir) / STOP_FILE).exists() else None
-
-
 def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
     """The state to show: an active run whose worker is gone is 'interrupted' (or 'stopped' when
     a stop was requested, e.g. a worker stopped before it could install its signal handler)."""
-    status = read_status(run_dir) if status is None else status
+    folder = RunFolder(run_dir)
+    status = folder.read_status() if status is None else status
     state = status.get("state", "unknown")
     if state not in ACTIVE_STATES or is_alive(run_dir):
         return state
@@ -217,7 +133,7 @@ def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
         pid, queued = status.get("pid"), status.get("queued") or 0
         if (_pid_running(pid) or pid is None) and time.time() - queued < (120 if pid else 10):
             return "queued"
-    return "stopped" if stop_requested(run_dir) is not None else "interrupted"
+    return "stopped" if folder.stop_requested() is not None else "interrupted"
 
 
 # ---- processes ------------------------------------------------------------------------------
@@ -233,23 +149,24 @@ def launch(run_dir: Path) -> int:
     check and the start hold ``.launch.lock``, so this holds across threads and server processes.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise RunError(f"{run_dir} is not a run folder (no config.json)")
-    with _file_lock(run_dir / ".launch.lock"):
+    folder = RunFolder(run_dir)
+    if not folder.is_run():
+        raise RunError(f"{run_dir} is not a run folder (no {folder.config_file.name})")
+    with file_lock(folder.launch_lock):
         state = effective_state(run_dir)
         if state in ACTIVE_STATES:
             raise RunError(f"run {run_dir.name} is already {state}")
         if state == "finished":
             raise RunError(f"run {run_dir.name} has finished; create a new run to train again")
-        (run_dir / STOP_FILE).unlink(missing_ok=True)  # an old request must not stop the new worker
-        write_status(run_dir, state="queued", queued=time.time(), error=None, pid=None)
+        folder.clear_stop_request()  # an old request must not stop the new worker
+        folder.write_status(state="queued", queued=time.time(), error=None, pid=None)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        with open(run_dir / "train.log", "ab") as log:
+        with open(folder.log_file, "ab") as log:
             process = subprocess.Popen(
                 worker_command(run_dir), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True, env=env,
             )
-        write_status(run_dir, pid=process.pid)
+        folder.write_status(pid=process.pid)
     # Reap the child when it exits so no zombie is left behind in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()
     return process.pid
@@ -265,13 +182,14 @@ def stop(run_dir: Path, wait: float = 0.0) -> bool:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return False
-    with _file_lock(run_dir / ".launch.lock"):  # a launch in progress has written its pid
-        status = read_status(run_dir)
+    folder = RunFolder(run_dir)
+    with file_lock(folder.launch_lock):  # a launch in progress has written its pid
+        status = folder.read_status()
         pid = status.get("pid")
         if effective_state(run_dir, status) not in ACTIVE_STATES or not _pid_running(pid):
             return False
-        if stop_requested(run_dir) is None:
-            write_json_atomic(run_dir / STOP_FILE, {"requested": time.time(), "pid": pid})
+        if folder.stop_requested() is None:
+            folder.request_stop(pid)
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -289,25 +207,16 @@ def stop(run_dir: Path, wait: float = 0.0) -> bool:
     return True
 
 
-def completed_epochs(run_dir: Path) -> int:
-    """Epochs saved in the resumable training state (Keras BackupAndRestore); 0 without one."""
-    meta = read_json(Path(run_dir) / "backup" / "training_metadata.json")
-    try:
-        return max(0, int(meta.get("epoch", 0))) if isinstance(meta, dict) else 0
-    except (TypeError, ValueError):
-        return 0
-
-
 def config_changes(run_dir: Path) -> list[str]:
     """Hyperparameters in config.json that differ from those its saved training state was made
     with ("name: old -> new"); [] when there is nothing to resume or nothing changed."""
-    run_dir = Path(run_dir)
-    saved = read_json(run_dir / CHECKPOINT_CONFIG)
-    if not isinstance(saved, dict) or completed_epochs(run_dir) == 0:
+    folder = RunFolder(run_dir)
+    saved = folder.read_checkpoint_config()
+    if saved is None or folder.completed_epochs() == 0:
         return []
     try:
         before = TrainConfig.from_dict(saved).to_dict()
-        after = read_config(run_dir).to_dict()
+        after = folder.read_config().to_dict()
     except ConfigError:
         return []  # an invalid config.json fails the worker with its own message
     return [f"{key}: {before[key]!r} -> {after[key]!r}" for key in after if before[key] != after[key]]
@@ -331,7 +240,7 @@ def resume(run_dir: Path) -> int:
         raise RunError(f"run {run_dir.name} is {state}; only stopped, failed or interrupted runs can resume")
     check_resumable_config(run_dir)
     if state == "interrupted":
-        write_status(run_dir, state="interrupted", error="the worker process died unexpectedly")
+        RunFolder(run_dir).write_status(state="interrupted", error="the worker process died unexpectedly")
     return launch(run_dir)
 
 
@@ -368,11 +277,12 @@ class RunSummary:
 
 def load_run(run_dir: Path) -> RunSummary:
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
-    config = read_json(run_dir / "config.json")
-    if not isinstance(config, dict):
+    folder = RunFolder(run_dir)
+    status = folder.read_status()
+    config = folder.read_config_values()
+    if config is None:
         config = {}
-        status["error"] = status.get("error") or "config.json is missing or not valid JSON"
+        status["error"] = status.get("error") or f"{folder.config_file.name} is missing or not valid JSON"
     state = effective_state(run_dir, status)
     if state in ("interrupted", *ACTIVE_STATES) and not os.access(run_dir, os.W_OK):
         # The worker cannot record its own failure there (read-only file system or permissions).
@@ -388,70 +298,27 @@ def list_runs(root: Path | None = None) -> list[RunSummary]:
     if not root.is_dir():
         return []
     runs = [load_run(d) for d in root.iterdir()
-            if d.is_dir() and RUN_ID_PATTERN.match(d.name) and (d / "config.json").exists()]
+            if d.is_dir() and RUN_ID_PATTERN.match(d.name) and RunFolder(d).config_file.exists()]
     return sorted(runs, key=lambda r: r.status.get("created", 0), reverse=True)
 
 
-def read_history(run_dir: Path):
-    """history.csv as a DataFrame, keeping only complete, numeric rows (the last line may be
-    half-written, and a hand-edited file may hold garbage)."""
-    import pandas as pd
+def available_models() -> list[tuple[str, Path]]:
+    """(label, path) for the shipped default model and every run with a model.keras."""
+    from fer import DEFAULT_MODEL_DIR
 
-    path = Path(run_dir) / "history.csv"
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return pd.DataFrame()
-    if not lines:
-        return pd.DataFrame()
-    header = lines[0].split(",")
-    good = [line for line in lines[1:] if _is_numeric_row(line, len(header))]
-    frame = pd.read_csv(io.StringIO("\n".join([lines[0], *good])))
-    if "epoch" in frame.columns:
-        frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
-        frame["epoch"] = frame["epoch"].astype(int) + 1  # Show epochs counted from 1.
-    return frame.reset_index(drop=True)
-
-
-def _is_numeric_row(line: str, width: int) -> bool:
-    cells = line.split(",")
-    if len(cells) != width:
-        return False
-    try:
-        [float(cell) for cell in cells]
-    except ValueError:
-        return False
-    return True
-
-
-def read_progress(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / "progress.json") or {}
-
-
-def read_config(run_dir: Path) -> TrainConfig:
-    return TrainConfig.load(Path(run_dir) / "config.json")
-
-
-def load_config_or_error(run_dir: Path) -> tuple[TrainConfig | None, str | None]:
-    try:
-        return read_config(run_dir), None
-    except ConfigError as exc:
-        return None, str(exc)
-
-
-def read_log_tail(run_dir: Path, lines: int = 30) -> str:
-    try:
-        with open(Path(run_dir) / "train.log", "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 20_000))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    models: list[tuple[str, Path]] = []
+    default = RunFolder(DEFAULT_MODEL_DIR).model_file
+    if default.is_file():
+        models.append((describe_model(default), default))
+    for run in list_runs():
+        path = RunFolder(run.path).model_file
+        if path.is_file():
+            models.append((f"{describe_model(path)} [{run.state}]", path))
+    return models
 
 
 def dump_status(run_dir: Path) -> str:
-    return json.dumps({**read_status(run_dir), "state": effective_state(run_dir)}, indent=2)
+    return json.dumps({**RunFolder(run_dir).read_status(), "state": effective_state(run_dir)}, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -481,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             print(pd.DataFrame(rows).to_string(index=False) if rows else "no runs")
             return 0
         run_dir = run_path(args.run_id, root)
-        if not (run_dir / "config.json").is_file():
+        if not RunFolder(run_dir).is_run():
             raise RunError(f"no run {args.run_id!r} in {run_dir.parent}")
         if args.command == "status":
             print(dump_status(run_dir))

@@ -14,7 +14,6 @@ completed epoch with the optimizer state (Keras BackupAndRestore).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import signal
@@ -29,19 +28,13 @@ from fer.backends import BackendError
 from fer.config import PARAMETERS, ConfigError, TrainConfig
 from fer.data import DataError
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
-from fer.files import read_json, write_json_atomic
-from fer.runs import (
-    CHECKPOINT_CONFIG,
-    RunError,
-    acquire_lock,
-    check_resumable_config,
-    completed_epochs,
-    create_run,
-    launch,
-    read_history,
-    stop_requested,
-    write_status,
-)
+from fer.run_folder import RunFolder
+from fer.runs import RunError, acquire_lock, check_resumable_config, create_run, launch
+
+# How often a worker looks for a stop request on disk (a signal stops it at once), and at most how
+# often it rewrites progress.json during an epoch.
+STOP_FILE_CHECK_S = 0.5
+PROGRESS_INTERVAL_S = 1.0
 
 
 class RunStopped(Exception):
@@ -52,8 +45,8 @@ class _StopFlag:
     """SIGTERM/SIGINT set the flag. Inside ``model.fit`` the run stops at the next batch (so the
     epoch's files stay consistent); outside it (loading data, building, evaluating) at once."""
 
-    def __init__(self, run_dir: Path | None = None) -> None:
-        self.run_dir = run_dir
+    def __init__(self, folder: RunFolder | None = None) -> None:
+        self.folder = folder
         self.requested = False
         self.in_fit = False
         self.training_done = False  # fit has ended: a stop now skips the evaluation
@@ -67,33 +60,14 @@ class _StopFlag:
     def check(self) -> None:
         # The stop-requested file backs up the signal (e.g. one sent before the handler existed).
         now = time.monotonic()
-        if not self.requested and self.run_dir is not None and now >= self._next_file_check:
-            self._next_file_check = now + 0.5
-            self.requested = stop_requested(self.run_dir) is not None
+        if not self.requested and self.folder is not None and now >= self._next_file_check:
+            self._next_file_check = now + STOP_FILE_CHECK_S
+            self.requested = self.folder.stop_requested() is not None
         if self.requested:
             raise RunStopped()
 
 
-def _completed_epochs(run_dir: Path) -> int:
-    """Epochs saved in the BackupAndRestore state (0 when starting fresh)."""
-    return completed_epochs(run_dir)
-
-
-def _trim_history(run_dir: Path, keep_epochs: int) -> None:
-    """Drop history rows for epochs the backup does not hold, so resume never duplicates one."""
-    path = run_dir / "history.csv"
-    if keep_epochs == 0:
-        path.unlink(missing_ok=True)
-        return
-    history = read_history(run_dir)
-    if history.empty:
-        return
-    history = history[history["epoch"] <= keep_epochs].copy()
-    history["epoch"] -= 1  # back to Keras' 0-based epochs
-    history.to_csv(path, index=False)
-
-
-def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
+def _callbacks(folder: RunFolder, config: TrainConfig, stop: _StopFlag, steps: int,
                best_so_far: float | None) -> list:
     import keras
 
@@ -111,10 +85,9 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
 
         def _progress(self, batch: int, phase: str, force: bool = False) -> None:
             now = time.time()
-            if force or now - self.last_write > 1.0:
-                write_json_atomic(run_dir / "progress.json", {
-                    "epoch": self.epoch + 1, "epochs": config.epochs, "batch": batch,
-                    "batches": steps, "phase": phase, "updated": now})
+            if force or now - self.last_write > PROGRESS_INTERVAL_S:
+                folder.write_progress(epoch=self.epoch + 1, epochs=config.epochs, batch=batch,
+                                      batches=steps, phase=phase)
                 self.last_write = now
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -143,10 +116,9 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
                 self.model.optimizer.learning_rate))
             logs["seconds"] = round(time.time() - self.epoch_start, 2)
             # The optimizer's step count: every step of every epoch ran (steps_per_execution included).
-            write_json_atomic(run_dir / "progress.json", {
-                "epoch": epoch + 1, "epochs": config.epochs, "batch": steps, "batches": steps,
-                "phase": "training", "updated": time.time(),
-                "step": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))})
+            folder.write_progress(
+                epoch=epoch + 1, epochs=config.epochs, batch=steps, batches=steps, phase="training",
+                step=int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
             self.last_write = time.time()
 
     class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -158,16 +130,16 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
 
     class BestSoFar(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            history = read_history(run_dir)
+            history = folder.read_history()
             best = history.loc[history["val_accuracy"].idxmax()] if not history.empty else None
-            write_status(run_dir, epochs_done=epoch + 1,
-                         best_val_accuracy=None if best is None else float(best["val_accuracy"]),
-                         best_epoch=None if best is None else int(best["epoch"]))
+            folder.write_status(epochs_done=epoch + 1,
+                                best_val_accuracy=None if best is None else float(best["val_accuracy"]),
+                                best_epoch=None if best is None else int(best["epoch"]))
 
     callbacks = [
         RunStatus(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        NetworkCheckpoint(str(run_dir / "model.keras"), monitor="val_accuracy", mode="max",
+        keras.callbacks.CSVLogger(str(folder.history_file), append=True),
+        NetworkCheckpoint(str(folder.model_file), monitor="val_accuracy", mode="max",
                           save_best_only=True, initial_value_threshold=best_so_far),
         BestSoFar(),
     ]
@@ -181,7 +153,7 @@ def _callbacks(run_dir: Path, config: TrainConfig, stop: _StopFlag, steps: int,
             monitor="val_accuracy", mode="max", patience=config.early_stopping_patience))
     # Last: an epoch counts as done (the resume point) only once its history row and checkpoint
     # are written, so a worker killed in between re-runs that epoch instead of leaving a gap.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(folder.backup_dir), double_checkpoint=True))
     return callbacks
 
 
@@ -209,32 +181,33 @@ def _class_weights(labels) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
 
 
-def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
-    """Train (or resume) the run in ``run_dir``; returns the evaluation summary."""
+def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
+    """Train (or resume) the run in ``folder``; returns the evaluation summary."""
     from fer.data import load_dataset
 
-    config = TrainConfig.load(run_dir / "config.json")
-    if _completed_epochs(run_dir):
+    config = folder.read_config()
+    if folder.completed_epochs():
         # Resuming: the saved weights and optimizer state belong to the settings they were made with.
-        check_resumable_config(run_dir)
+        check_resumable_config(folder.path)
     else:
-        config.save(run_dir / CHECKPOINT_CONFIG)
-    write_status(run_dir, phase="loading data")
-    write_json_atomic(run_dir / "progress.json", {"phase": "loading data", "updated": time.time()})
+        folder.write_checkpoint_config(config)
+    folder.write_status(phase="loading data")
+    folder.write_progress(phase="loading data")
     print(f"[fer] loading dataset {config.data or '(default location)'}", flush=True)
     dataset = load_dataset(config.data or None, config.validation_split, config.seed,
                            config.max_train_samples)
     for warning in dataset.warnings:
         print(f"[fer] warning: {warning}", flush=True)
-    write_status(run_dir, data_source=str(dataset.source), train_size=len(dataset.train),
-                 val_size=len(dataset.val), test_size=len(dataset.test),
-                 val_description=dataset.val_description, test_description=dataset.test_description)
+    folder.write_status(data_source=str(dataset.source), train_size=len(dataset.train),
+                        val_size=len(dataset.val), test_size=len(dataset.test),
+                        val_description=dataset.val_description,
+                        test_description=dataset.test_description)
     if config.batch_size > len(dataset.train):
         raise ConfigError([f"batch_size={config.batch_size} is larger than the training set "
                            f"({len(dataset.train)} images)"])
     stop.check()
 
-    write_status(run_dir, phase="building model")
+    folder.write_status(phase="building model")
     prepare_process(config)
     import keras
 
@@ -243,7 +216,7 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     from fer.pipeline import evaluation_batches, training_batches
 
     device = open_devices(config)
-    write_status(run_dir, backend=keras.backend.backend(), device=device)
+    folder.write_status(backend=keras.backend.backend(), device=device)
     print(f"[fer] Keras {keras.__version__} on {keras.backend.backend()}, {device}", flush=True)
     make_deterministic(config)
     if config.mixed_precision:
@@ -253,7 +226,7 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
     if config.architecture == "vgg16_transfer" and not VGG16_WEIGHTS.is_file():
         print(f"[fer] note: no ImageNet weights at {VGG16_WEIGHTS}; nothing is frozen and VGG16 "
               "trains from scratch", flush=True)
-    done = _completed_epochs(run_dir)
+    done = folder.completed_epochs()
     train_data = training_batches(
         dataset.train.images, dataset.train.labels, config.batch_size, config.seed, first_epoch=done,
         class_weights=_class_weights(dataset.train.labels) if config.class_weights else None)
@@ -268,30 +241,28 @@ def train_run(run_dir: Path, stop: _StopFlag) -> dict[str, Any]:
                           reduction="mean_with_sample_weight" if config.devices > 1 else "sum_over_batch_size"),
                       metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
 
-    _trim_history(run_dir, done)
-    history = read_history(run_dir)
+    folder.keep_history(done)
+    history = folder.read_history()
     best_so_far = float(history["val_accuracy"].max()) if not history.empty else None
     if done:
         print(f"[fer] resuming after epoch {done}", flush=True)
-    write_status(run_dir, phase="training", epochs_done=done)
+    folder.write_status(phase="training", epochs_done=done)
     stop.check()
     stop.in_fit = True
     with training_scope(config):
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, verbose=2,
-                  callbacks=_callbacks(run_dir, config, stop, steps, best_so_far))
+                  callbacks=_callbacks(folder, config, stop, steps, best_so_far))
     # Training is complete and Keras has deleted the resume backup: a stop from here on ends the
     # run as finished (its best model is saved) and skips the evaluation instead of waiting for it.
     stop.in_fit = False
     stop.training_done = True
     stop.check()
 
-    write_status(run_dir, phase="evaluating")
-    progress = read_json(run_dir / "progress.json")
-    write_json_atomic(run_dir / "progress.json", {**(progress if isinstance(progress, dict) else {}),
-                                                  "phase": "evaluating", "updated": time.time()})
+    folder.write_status(phase="evaluating")
+    folder.update_progress(phase="evaluating")
     from fer.evaluate import evaluate_run
 
-    return evaluate_run(run_dir, dataset)
+    return evaluate_run(folder.path, dataset)
 
 
 def steps_per_execution(config: TrainConfig, steps: int) -> int:
@@ -312,10 +283,11 @@ LOCK_WAIT = 30.0
 def run_worker(run_dir: Path) -> int:
     """Entry point of a worker process. Exit codes: 0 finished, 1 failed, 2 refused, 3 stopped."""
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "config.json").is_file():
-        print(f"error: {run_dir} is not a run folder (no config.json)", file=sys.stderr)
+    folder = RunFolder(run_dir)
+    if not folder.is_run():
+        print(f"error: {run_dir} is not a run folder (no {folder.config_file.name})", file=sys.stderr)
         return 2
-    stop = _StopFlag(run_dir)
+    stop = _StopFlag(folder)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
@@ -328,14 +300,15 @@ def run_worker(run_dir: Path) -> int:
         return 2
     status: dict[str, Any] = {"state": "failed", "error": "the worker ended unexpectedly"}
     try:
-        write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), ended=None,
-                     error=None, stop_requested=None, note=None)
+        folder.write_status(state="running", pid=os.getpid(), started=time.time(), ended=None,
+                            error=None, stop_requested=None, note=None)
         stop.check()  # stopped between the launch and here
-        summary = train_run(run_dir, stop)
+        summary = train_run(folder, stop)
         status = {"state": "finished", "error": None, **summary}
         print(f"[fer] finished: {summary}", flush=True)
     except RunStopped:
-        status = {"state": "stopped", "error": None, "stop_requested": stop_requested(run_dir) or time.time()}
+        status = {"state": "stopped", "error": None,
+                  "stop_requested": folder.stop_requested() or time.time()}
         if stop.training_done:
             status.update(state="finished", note=(
                 "stopped during the evaluation: training is complete and model.keras holds the best "
@@ -355,25 +328,19 @@ def run_worker(run_dir: Path) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _write_final_status(run_dir, status)
+        _write_final_status(folder, status)
     return {"finished": 0, "stopped": 3}.get(status["state"], 1)
 
 
-def _write_final_status(run_dir: Path, status: dict[str, Any]) -> None:
-    """The run's outcome in status.json, and progress.json no longer showing a live phase."""
-    now = time.time()
+def _write_final_status(folder: RunFolder, status: dict[str, Any]) -> None:
+    """The run's outcome (and results) in status.json, recorded once, and progress.json no longer
+    showing a live phase."""
     try:
-        write_status(run_dir, **status, phase=None, ended=now)
+        folder.write_status(**status, phase=None, ended=time.time())
     except OSError as exc:
-        print(f"[fer] could not write status.json ({exc}); the run will show as interrupted",
-              file=sys.stderr, flush=True)
-    progress = read_json(run_dir / "progress.json")
-    progress = progress if isinstance(progress, dict) else {}
-    try:
-        write_json_atomic(run_dir / "progress.json", {**progress, "phase": status["state"], "updated": now})
-    except OSError:
-        with contextlib.suppress(OSError):  # a stale phase must not stay behind
-            (run_dir / "progress.json").unlink(missing_ok=True)
+        print(f"[fer] could not write {folder.status_file.name} ({exc}); the run will show as "
+              "interrupted", file=sys.stderr, flush=True)
+    folder.end_progress(status["state"])
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
@@ -414,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run: {run_dir}", flush=True)
     if args.detach:
         pid = launch(run_dir)
-        print(f"training in the background (pid {pid}); log: {run_dir / 'train.log'}")
+        print(f"training in the background (pid {pid}); log: {RunFolder(run_dir).log_file}")
         return 0
     return run_worker(run_dir)
 

@@ -9,15 +9,19 @@ import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
 
 from fer import CLASSES
 from fer.config import TrainConfig
+
+if TYPE_CHECKING:
+    from fer.predict import FaceResult
 
 # Streamlit badge colours per run state (text, not emoji: it reads the same in every font).
 STATE_COLORS = {
@@ -290,3 +294,22 @@ def probability_figure(probabilities: Sequence[float], classes: Sequence[str] = 
     figure.update_xaxes(range=[0, 1.08], tickformat=".0%", title="probability")
     figure.update_yaxes(autorange="reversed")
     return figure
+
+
+def draw_boxes(image: Image.Image, results: list[FaceResult]) -> Image.Image:
+    """A copy of ``image`` with each face's box and top class drawn on it."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 250))
+    font = ImageFont.load_default(size=max(12, round(max(out.size) / 40)))
+    for number, result in enumerate(results, start=1):
+        if result.whole_image:
+            continue
+        x, y, w, h = result.box
+        draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
+        text = f"{number}: {result.label} {result.probabilities.max():.0%}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        ty = y - (bottom - top) - 2 * width if y >= (bottom - top) + 2 * width else y + h + width
+        draw.rectangle([x, ty, x + right - left + 2 * width, ty + bottom - top + 2 * width], fill=(255, 64, 64))
+        draw.text((x + width - left, ty + width - top), text, fill=(255, 255, 255), font=font)
+    return out

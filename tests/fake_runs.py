@@ -15,7 +15,8 @@ from fer import CLASSES
 from fer.config import TrainConfig
 from fer.data import Split
 from fer.evaluate import write_evaluation
-from fer.runs import acquire_lock, create_run, write_status
+from fer.run_folder import RunFolder
+from fer.runs import acquire_lock, create_run
 
 EPOCH_COLUMNS = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
 
@@ -64,7 +65,7 @@ def fake_run(root: Path, run_id: str, state: str = "finished", epochs_done: int 
     if evaluation:
         test_accuracy = write_fake_evaluation(run_dir)["splits"]["test"]["accuracy"]
     now = time.time()
-    write_status(run_dir, state=state, created=created or now, started=now - 600,
+    RunFolder(run_dir).write_status(state=state, created=created or now, started=now - 600,
                  ended=None if state == "running" else now, epochs_done=epochs_done,
                  best_val_accuracy=0.28 + 0.04 * (epochs_done - 1) if epochs_done else None,
                  best_epoch=epochs_done or None, test_accuracy=test_accuracy, error=error,

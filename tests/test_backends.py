@@ -19,7 +19,7 @@ from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.backends import BACKENDS
 from fer.evaluate import read_evaluation
 from fer.files import read_json
-from fer.runs import read_history, read_status
+from fer.run_folder import RunFolder
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def train_args(experiments: Path, name: str, data: Path, *flags: str) -> list:
 
 
 def history_without_timings(run: Path) -> pd.DataFrame:
-    return read_history(run).drop(columns=["seconds"])
+    return RunFolder(run).read_history().drop(columns=["seconds"])
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +57,11 @@ def jax_run(tmp_path_factory, tiny_data):
 
 @pytest.mark.timeout(400)
 def test_the_worker_trains_and_evaluates_on_jax_with_only_the_jax_requirements(jax_run):
-    status = read_status(jax_run)
+    status = RunFolder(jax_run).read_status()
     assert status["state"] == "finished" and status["error"] is None
     assert (status["backend"], status["device"]) == ("jax", "1 x cpu")
     assert read_json(jax_run / "config.json")["backend"] == "jax"
-    assert list(read_history(jax_run)["epoch"]) == [1, 2]
+    assert list(RunFolder(jax_run).read_history()["epoch"]) == [1, 2]
     assert read_evaluation(jax_run)["splits"]["test"]["accuracy"] == pytest.approx(status["test_accuracy"])
 
 
@@ -72,8 +72,8 @@ def test_a_run_trained_on_jax_is_an_ordinary_run_for_tensorflow(jax_run, tmp_pat
 
     copy = shutil.copytree(jax_run, tmp_path / "copy")
     shutil.rmtree(copy / "eval")
-    assert evaluate_run(copy) == {"val_accuracy": pytest.approx(read_status(jax_run)["val_accuracy"]),
-                                  "test_accuracy": pytest.approx(read_status(jax_run)["test_accuracy"])}
+    assert evaluate_run(copy) == {"val_accuracy": pytest.approx(RunFolder(jax_run).read_status()["val_accuracy"]),
+                                  "test_accuracy": pytest.approx(RunFolder(jax_run).read_status()["test_accuracy"])}
 
 
 PREDICT = """
@@ -142,7 +142,7 @@ def test_two_devices_train_like_one_on_jax(tmp_path, tiny_data):
                                                "--devices", devices, *FULL_AUGMENTATION), timeout=300,
                                     XLA_FLAGS="--xla_force_host_platform_device_count=2")
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert read_status(tmp_path / "devices2")["device"] == "2 x cpu"
+    assert RunFolder(tmp_path / "devices2").read_status()["device"] == "2 x cpu"
     one, two = history_without_timings(tmp_path / "devices1"), history_without_timings(tmp_path / "devices2")
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-3)
     np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-3)
@@ -208,7 +208,7 @@ def test_a_worker_on_jax_never_imports_tensorflow_even_where_it_is_installed():
 def test_a_backend_that_is_not_installed_fails_the_run_with_a_message(tmp_path, tiny_data):
     result = without_tensorflow(train_args(tmp_path, "tf", tiny_data, "--backend", "tensorflow"), timeout=100)
     assert result.returncode == 1
-    status = read_status(tmp_path / "tf")
+    status = RunFolder(tmp_path / "tf").read_status()
     assert status["state"] == "failed"
     assert "backend 'tensorflow' is not installed here" in status["error"]
     assert "Traceback" not in result.stdout + result.stderr

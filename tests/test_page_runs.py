@@ -12,7 +12,8 @@ import pytest
 from app_driver import array, figures, no_exception, open_page, page_links, texts
 from fake_runs import fake_run, hold_run_lock
 
-from fer.runs import experiments_dir, write_status
+from fer.run_folder import RunFolder
+from fer.runs import experiments_dir
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_table_and_details_show_backend_and_device_and_old_runs_trained_on_tenso
     set_config(old, backend=None, devices=None, deterministic=None)
     new = fake_run(root, "new", created=2000)
     set_config(new, backend="jax", devices=2)
-    write_status(new, backend="jax", device="2 x NVIDIA H100 80GB HBM3")
+    RunFolder(new).write_status(backend="jax", device="2 x NVIDIA H100 80GB HBM3")
     app = open_page("runs", {"run": ["new", "old"]})
     no_exception(app)
     table = app.dataframe[0].value.set_index("run")
@@ -139,7 +140,7 @@ def live_run(root):
     """A 'running' run whose worker is a sleeping process in its own session holding no GPU."""
     run_dir = fake_run(root, "live", state="running", evaluation=False, epochs_done=3)
     worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    write_status(run_dir, pid=worker.pid)
+    RunFolder(run_dir).write_status(pid=worker.pid)
     lock = hold_run_lock(run_dir)
     yield run_dir, worker
     os.close(lock)
@@ -172,7 +173,7 @@ def test_run_error_from_an_action_is_shown_not_raised(root):
     run_dir = fake_run(root, "racing", state="stopped")
     app = open_page("runs")
     app.checkbox(key="confirm.racing").check().run()
-    write_status(run_dir, state="running")
+    RunFolder(run_dir).write_status(state="running")
     lock = hold_run_lock(run_dir)
     try:
         next(b for b in app.button if b.label == "Delete permanently").click().run()

@@ -14,7 +14,8 @@ import fer.backends
 import fer.runs
 from fer.backends import BACKENDS
 from fer.config import TrainConfig
-from fer.runs import FINAL_STATES, effective_state, experiments_dir, read_status, stop
+from fer.run_folder import RunFolder
+from fer.runs import FINAL_STATES, effective_state, experiments_dir, stop
 
 FORM_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("architecture", "data")]
 
@@ -206,7 +207,7 @@ def test_launch_creates_one_run_on_double_click(tiny_data):
             time.sleep(1)
         state = effective_state(run_dir)
         log = (run_dir / "train.log").read_text(errors="replace")[-2000:]
-        assert state in ("running", "finished"), f"{state}: {read_status(run_dir).get('error')}\n{log}"
+        assert state in ("running", "finished"), f"{state}: {RunFolder(run_dir).read_status().get('error')}\n{log}"
         if state == "finished":
             assert (run_dir / "model.keras").is_file()
             assert (run_dir / "eval" / "metrics.json").is_file()

@@ -19,9 +19,9 @@ from fer.predict import (  # noqa: E402
     ImageError,
     ModelError,
     Predictor,
-    draw_boxes,
     read_image,
 )
+from fer.ui import draw_boxes  # noqa: E402
 
 
 def astronaut_png() -> bytes:

@@ -16,7 +16,8 @@ from helpers import wait_until, worker_env
 
 from fer import PROJECT_ROOT
 from fer.config import TrainConfig
-from fer.runs import create_run, effective_state, experiments_dir, is_alive, read_history, read_status
+from fer.run_folder import RunFolder
+from fer.runs import create_run, effective_state, experiments_dir, is_alive
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +33,13 @@ def cleanup():
     runs: list[Path] = []
     yield runs
     for run in runs:
-        pid = read_status(run).get("pid")
+        pid = RunFolder(run).read_status().get("pid")
         if pid and is_alive(run):
             os.killpg(pid, signal.SIGKILL)
 
 
 def epochs(run: Path) -> int:
-    return len(read_history(run))
+    return len(RunFolder(run).read_history())
 
 
 @pytest.mark.timeout(540)
@@ -77,7 +78,7 @@ def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session
         next(b for b in app.button if b.key == f"stop.{run.name}").click().run()
         clicked = time.monotonic()
         no_exception(app)
-        wait_until(lambda run=run: read_status(run).get("state") == "stopped", 5, f"{run.name} to stop",
+        wait_until(lambda run=run: RunFolder(run).read_status().get("state") == "stopped", 5, f"{run.name} to stop",
                    poll=0.1, log=run / "train.log")
         assert time.monotonic() - clicked <= 5
     for run in runs:  # after its final status, a worker may take a few seconds to exit
@@ -89,9 +90,9 @@ def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session
     assert [b.label for b in app.button].count("Resume") == 3
     assert experiments(experiments_dir()) == sorted(run.name for run in runs)
     for run in runs:
-        assert effective_state(run) == "stopped" and read_status(run)["error"] is None
+        assert effective_state(run) == "stopped" and RunFolder(run).read_status()["error"] is None
         assert {path.name for path in run.iterdir()} <= RUN_FILES
         lines = (run / "history.csv").read_text().splitlines()
         assert lines[0] == HISTORY_HEADER
         assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(len(lines) - 1))
-        assert read_status(run)["epochs_done"] == len(lines) - 1
+        assert RunFolder(run).read_status()["epochs_done"] == len(lines) - 1

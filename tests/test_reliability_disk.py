@@ -20,17 +20,8 @@ from app_driver import no_exception, open_page, texts
 from helpers import wait_until
 
 from fer.config import TrainConfig
-from fer.runs import (
-    create_run,
-    effective_state,
-    experiments_dir,
-    is_alive,
-    launch,
-    read_history,
-    read_status,
-    stop,
-    write_status,
-)
+from fer.run_folder import RunFolder
+from fer.runs import create_run, effective_state, experiments_dir, is_alive, launch, stop
 
 
 @contextlib.contextmanager
@@ -76,20 +67,20 @@ def test_disk_full_mid_run_fails_that_run_with_a_clear_error_and_another_run_fin
         launch(full)
         launch(other)
         try:
-            wait_until(lambda: len(read_history(full)) >= 1, 300, "a first epoch", poll=0.5,
+            wait_until(lambda: len(RunFolder(full).read_history()) >= 1, 300, "a first epoch", poll=0.5,
                        log=full / "train.log")
             fill(disk)
-            wait_until(lambda: read_status(full).get("state") != "running", 60, "the run to fail",
+            wait_until(lambda: RunFolder(full).read_status().get("state") != "running", 60, "the run to fail",
                        poll=0.5, log=full / "train.log")
-            status = read_status(full)
+            status = RunFolder(full).read_status()
             assert status["state"] == "failed", status
             assert os.strerror(errno.ENOSPC) in status["error"], status["error"]
             assert effective_state(full) == "failed"
-            assert len(read_history(full)) >= 1 and (full / "model.keras").is_file()  # nothing lost
+            assert len(RunFolder(full).read_history()) >= 1 and (full / "model.keras").is_file()  # nothing lost
 
             wait_until(lambda: effective_state(other) not in ("queued", "running"), 300,
                        "the other run to end", poll=0.5, log=other / "train.log")
-            assert effective_state(other) == "finished", read_status(other).get("error")
+            assert effective_state(other) == "finished", RunFolder(other).read_status().get("error")
 
             app = open_page("runs", {"run": [other.name]})
             no_exception(app)
@@ -98,7 +89,7 @@ def test_disk_full_mid_run_fails_that_run_with_a_clear_error_and_another_run_fin
             assert os.strerror(errno.ENOSPC) in load_run(full).status["error"]
         finally:
             for run in (full, other):
-                pid = read_status(run).get("pid")
+                pid = RunFolder(run).read_status().get("pid")
                 if pid and is_alive(run):
                     os.killpg(pid, signal.SIGKILL)
             (disk / "filler").unlink(missing_ok=True)
@@ -110,9 +101,9 @@ def test_read_only_experiments_folder_refuses_new_runs_and_resume_with_a_message
     with tmpfs(tmp_path / "ro-disk", "4m") as disk:
         root = disk / "experiments"
         stopped = create_run(config(tiny_data, epochs=3), root, run_id="stopped-run")
-        write_status(stopped, state="stopped")
+        RunFolder(stopped).write_status(state="stopped")
         crashed = create_run(config(tiny_data, epochs=3), root, run_id="crashed-run")
-        write_status(crashed, state="running", pid=os.getpid())  # its worker died with the disk
+        RunFolder(crashed).write_status(state="running", pid=os.getpid())  # its worker died with the disk
         remount_read_only(disk)
         monkeypatch.setenv("FER_EXPERIMENTS", str(root))
         assert experiments_dir() == root
@@ -125,7 +116,7 @@ def test_read_only_experiments_folder_refuses_new_runs_and_resume_with_a_message
         next(b for b in app.button if b.key == "resume.stopped-run").click().run()
         no_exception(app)
         assert any("Read-only file system" in text for text in texts(app.error))
-        assert read_status(stopped)["state"] == "stopped"
+        assert RunFolder(stopped).read_status()["state"] == "stopped"
 
         train = open_page("train")
         train.text_input(key="train.data").set_value(str(tiny_data)).run()

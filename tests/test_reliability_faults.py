@@ -21,23 +21,21 @@ from pathlib import Path
 import pytest
 from helpers import wait_until
 
+import fer.run_folder
 import fer.runs
 from fer import PROJECT_ROOT
 from fer.config import TrainConfig
 from fer.files import read_json
+from fer.run_folder import RunFolder
 from fer.runs import (
-    CHECKPOINT_CONFIG,
-    STOP_FILE,
     RunError,
     acquire_lock,
     config_changes,
     create_run,
     effective_state,
     launch,
-    read_status,
     resume,
     stop,
-    write_status,
 )
 
 
@@ -66,52 +64,52 @@ def test_concurrent_status_writes_lose_no_update(run):
     """Worker, launch and UI threads merging into status.json at once never drop each other's keys."""
     def writer(name: str) -> None:
         for i in range(40):
-            write_status(run, **{f"{name}{i}": i})
+            RunFolder(run).write_status(**{f"{name}{i}": i})
 
     threads = [threading.Thread(target=writer, args=(f"t{n}_",)) for n in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert all(status.get(f"t{n}_{i}") == i for n in range(4) for i in range(40))
     assert status["state"] == "created"
 
 
 def test_status_writes_from_another_process_are_not_lost(run):
     """The lock holds between processes too: a second process writing at the same time loses nothing."""
-    code = ("import sys; from fer.runs import write_status\n"
-            "for i in range(40): write_status(sys.argv[1], **{f'child{i}': i})")
+    code = ("import sys; from fer.run_folder import RunFolder\n"
+            "for i in range(40): RunFolder(sys.argv[1]).write_status(**{f'child{i}': i})")
     child = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=PROJECT_ROOT)
     for i in range(40):
-        write_status(run, **{f"parent{i}": i})
+        RunFolder(run).write_status(**{f"parent{i}": i})
     assert child.wait(timeout=60) == 0
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert all(status.get(f"parent{i}") == i and status.get(f"child{i}") == i for i in range(40))
 
 
 def test_stop_never_writes_status_json(run, sleeper, monkeypatch):
     """stop() leaves a stop-requested file and signals; the worker alone records the outcome, so a
     final state it writes at the same moment can never be overwritten by a stale copy."""
-    write_status(run, state="running", pid=sleeper.pid)
+    RunFolder(run).write_status(state="running", pid=sleeper.pid)
     lock = acquire_lock(run)
     try:
         before = (run / "status.json").read_bytes()
-        monkeypatch.setattr(fer.runs, "write_status", lambda *a, **k: pytest.fail("stop wrote status.json"))
+        monkeypatch.setattr(RunFolder, "write_status", lambda *a, **k: pytest.fail("stop wrote status.json"))
         assert stop(run) is True
-        requested = read_json(run / STOP_FILE)["requested"]
+        requested = read_json(RunFolder(run).stop_file)["requested"]
         stop(run)  # a second click: harmless, whether or not the worker has exited yet
         assert sleeper.wait(timeout=5) == -signal.SIGTERM
         assert stop(run) is False
         assert (run / "status.json").read_bytes() == before
-        assert read_json(run / STOP_FILE)["requested"] == requested <= time.time()
+        assert read_json(RunFolder(run).stop_file)["requested"] == requested <= time.time()
     finally:
         os.close(lock)
 
 
 def test_worker_gone_after_a_stop_request_reads_stopped_not_interrupted(run, sleeper):
     """A worker stopped before it could record anything (e.g. still queued) shows as stopped."""
-    write_status(run, state="queued", queued=time.time(), pid=sleeper.pid)
+    RunFolder(run).write_status(state="queued", queued=time.time(), pid=sleeper.pid)
     assert effective_state(run) == "queued"
     assert stop(run, wait=0) is True
     sleeper.wait(timeout=5)
@@ -122,12 +120,12 @@ def test_worker_gone_after_a_stop_request_reads_stopped_not_interrupted(run, sle
 
 def test_launch_clears_an_old_stop_request(run, monkeypatch):
     """A stop meant for an earlier worker never stops the next one."""
-    (run / STOP_FILE).write_text('{"requested": 1}')
+    RunFolder(run).stop_file.write_text('{"requested": 1}')
     monkeypatch.setattr(fer.runs, "worker_command", lambda run_dir: ["sleep", "30"])
     pid = launch(run)
     try:
-        assert not (run / STOP_FILE).exists()
-        assert read_status(run)["pid"] == pid and effective_state(run) == "queued"
+        assert not RunFolder(run).stop_file.exists()
+        assert RunFolder(run).read_status()["pid"] == pid and effective_state(run) == "queued"
     finally:
         os.killpg(pid, signal.SIGKILL)
 
@@ -145,7 +143,7 @@ def test_stop_of_a_deleted_run_folder_is_a_no_op(tmp_path):
 
 def test_running_with_a_live_but_unrelated_pid_is_interrupted(run):
     """A reused pid (here: the test process itself) does not make a dead worker look alive."""
-    write_status(run, state="running", pid=os.getpid())
+    RunFolder(run).write_status(state="running", pid=os.getpid())
     assert effective_state(run) == "interrupted"
 
 
@@ -155,7 +153,7 @@ def test_queued_with_a_zombie_pid_is_interrupted(run):
     try:
         wait_until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
                    10, "the child to become a zombie")
-        write_status(run, state="queued", queued=time.time(), pid=child.pid)
+        RunFolder(run).write_status(state="queued", queued=time.time(), pid=child.pid)
         assert effective_state(run) == "interrupted"
         assert stop(run) is False
     finally:
@@ -178,14 +176,14 @@ def test_stop_while_loading_data_ends_stopped_within_5_seconds(tmp_path, restore
     signalled: list[float] = []
 
     def stop_when_loading():
-        wait_until(lambda: read_status(run).get("phase") == "loading data", 30, "the data loading")
+        wait_until(lambda: RunFolder(run).read_status().get("phase") == "loading data", 30, "the data loading")
         signalled.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
 
     threading.Thread(target=stop_when_loading, daemon=True).start()
     assert run_worker(run) == 3
     assert time.monotonic() - signalled[0] < 5
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert (status["state"], status["error"], status["phase"]) == ("stopped", None, None)
     assert read_json(run / "progress.json")["phase"] == "stopped"
 
@@ -195,9 +193,9 @@ def test_worker_honours_a_stop_file_written_before_it_started(tmp_path, restore_
     from fer.train import run_worker
 
     run = create_run(tiny_config(tmp_path), tmp_path / "runs")
-    (run / STOP_FILE).write_text('{"requested": 1}')
+    RunFolder(run).stop_file.write_text('{"requested": 1}')
     assert run_worker(run) == 3
-    assert read_status(run)["state"] == "stopped"
+    assert RunFolder(run).read_status()["state"] == "stopped"
 
 
 # ---- resume with changed hyperparameters ------------------------------------------------------
@@ -206,14 +204,14 @@ def saved_training_state(run: Path, epochs: int = 2) -> None:
     """What a stopped worker leaves: a backup after ``epochs`` epochs and the config it used."""
     (run / "backup").mkdir()
     (run / "backup" / "training_metadata.json").write_text(f'{{"epoch": {epochs}, "batch": -1}}')
-    shutil.copy(run / "config.json", run / CHECKPOINT_CONFIG)
+    shutil.copy(run / "config.json", RunFolder(run).checkpoint_config_file)
 
 
 def test_resume_with_changed_hyperparameters_is_refused_with_the_changes(run, monkeypatch):
     """The saved weights and optimizer belong to their settings: resume names what changed and
     how to go on, and starts nothing."""
     saved_training_state(run)
-    write_status(run, state="stopped")
+    RunFolder(run).write_status(state="stopped")
     tiny_config(batch_size=16, learning_rate=0.01).save(run / "config.json")
     monkeypatch.setattr(fer.runs, "worker_command", lambda run_dir: pytest.fail("a worker was started"))
     with pytest.raises(RunError) as info:
@@ -221,7 +219,7 @@ def test_resume_with_changed_hyperparameters_is_refused_with_the_changes(run, mo
     message = str(info.value)
     assert "batch_size: 4 -> 16" in message and "learning_rate: 0.001 -> 0.01" in message
     assert "create a new run" in message
-    assert read_status(run)["state"] == "stopped"
+    assert RunFolder(run).read_status()["state"] == "stopped"
 
 
 def test_resume_with_the_same_hyperparameters_is_allowed(run):
@@ -241,7 +239,7 @@ def test_worker_refuses_to_resume_with_changed_hyperparameters(tmp_path, restore
     saved_training_state(run)
     tiny_config(tmp_path, dropout=0.5).save(run / "config.json")
     assert run_worker(run) == 1
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["state"] == "failed" and f"dropout: {tiny_config().dropout!r} -> 0.5" in status["error"]
 
 
@@ -250,7 +248,7 @@ def test_first_start_records_the_config_its_checkpoints_belong_to(tmp_path, rest
 
     run = create_run(tiny_config(tmp_path / "no-data"), tmp_path / "runs")
     run_worker(run)  # fails on the missing data, after recording the config
-    assert read_json(run / CHECKPOINT_CONFIG) == read_json(run / "config.json")
+    assert read_json(RunFolder(run).checkpoint_config_file) == read_json(run / "config.json")
 
 
 # ---- disk full, dataset gone ------------------------------------------------------------------
@@ -258,19 +256,20 @@ def test_first_start_records_the_config_its_checkpoints_belong_to(tmp_path, rest
 def test_disk_full_fails_the_run_with_the_reason_and_the_path(tmp_path, tiny_data, restore_signals,
                                                               monkeypatch, capsys):
     """ENOSPC on a write of the worker ends the run as failed, saying so and where."""
+    import fer.run_folder
     import fer.train
 
-    original = fer.train.write_json_atomic
+    original = fer.run_folder.write_json_atomic
 
     def full_disk(path, value):
         if Path(path).name == "progress.json" and value.get("phase") == "loading data":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(path, value)
 
-    monkeypatch.setattr(fer.train, "write_json_atomic", full_disk)
+    monkeypatch.setattr(fer.run_folder, "write_json_atomic", full_disk)
     run = create_run(tiny_config(tiny_data), tmp_path / "runs")
     assert fer.train.run_worker(run) == 1
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["state"] == "failed"
     assert status["error"] == f"No space left on device: {run / 'progress.json'}"
     assert effective_state(run) == "failed"
@@ -281,9 +280,9 @@ def test_status_is_rewritten_in_place_when_no_new_file_fits(run, monkeypatch):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(fer.runs, "write_json_atomic", no_space)
-    write_status(run, state="failed", error="No space left on device: somewhere")
-    status = read_status(run)
+    monkeypatch.setattr(fer.run_folder, "write_json_atomic", no_space)
+    RunFolder(run).write_status(state="failed", error="No space left on device: somewhere")
+    status = RunFolder(run).read_status()
     assert status["state"] == "failed" and status["error"].startswith("No space left")
 
 
@@ -304,7 +303,7 @@ def test_dataset_deleted_while_loading_fails_with_a_message_naming_it(tmp_path, 
     monkeypatch.setattr(fer.data, "_read_images", delete_then_read)
     run = create_run(tiny_config(data), tmp_path / "runs")
     assert run_worker(run) == 1
-    error = read_status(run)["error"]
+    error = RunFolder(run).read_status()["error"]
     assert "none of the 28 images" in error and str(data / "train") in error
 
 
@@ -337,7 +336,7 @@ def test_runs_created_at_the_same_moment_from_many_threads_get_distinct_folders(
     for thread in threads:
         thread.join()
     assert len(set(paths)) == 8
-    assert all(read_status(path)["state"] == "created" for path in paths)
+    assert all(RunFolder(path).read_status()["state"] == "created" for path in paths)
 
 
 def test_a_colliding_run_id_is_retried_not_reused(tmp_path, monkeypatch):

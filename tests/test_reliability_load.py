@@ -120,8 +120,8 @@ def test_200_predictions_in_4_parallel_threads_share_one_model_safely(model_run)
     """What a Streamlit server does with 4 browser tabs: each session's script thread runs the
     page's prediction path at the same time, on the one cached Predictor. Every request gets the
     same answer as when run alone, and memory stays flat."""
-    from fer.predict import Predictor, draw_boxes, read_image
-    from fer.ui import probability_figure
+    from fer.predict import Predictor, read_image
+    from fer.ui import draw_boxes, probability_figure
 
     predictor = Predictor.load(model_run / "model.keras")
     photos = face_photos(REQUESTS)

@@ -12,7 +12,8 @@ from fake_runs import EPOCH_COLUMNS, fake_run
 
 import fer.runs
 from fer.config import TrainConfig
-from fer.runs import CHECKPOINT_CONFIG, experiments_dir, read_status, write_status
+from fer.run_folder import RunFolder
+from fer.runs import experiments_dir
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def button_labels(app) -> list[str]:
 def test_killed_worker_shows_interrupted_with_resume_not_running(root):
     """status.json still says running (kill -9 left it so) but no worker holds the lock."""
     fake_run(root, "killed", state="running", evaluation=False, epochs_done=2)
-    write_status(root / "killed", pid=os.getpid())  # a live pid, but not a worker of this run
+    RunFolder(root / "killed").write_status(pid=os.getpid())  # a live pid, but not a worker of this run
     app = open_page("runs")
     no_exception(app)
     assert list(app.dataframe[0].value["state"]) == ["interrupted"]
@@ -64,19 +65,19 @@ def test_resume_with_changed_hyperparameters_shows_why_and_starts_nothing(root, 
     run = fake_run(root, "edited", state="stopped", evaluation=False)
     (run / "backup").mkdir()
     (run / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": -1}')
-    shutil.copy(run / "config.json", run / CHECKPOINT_CONFIG)
+    shutil.copy(run / "config.json", RunFolder(run).checkpoint_config_file)
     TrainConfig.for_architecture("mini_xception", epochs=5, batch_size=32).save(run / "config.json")
     monkeypatch.setattr(fer.runs, "worker_command", lambda run_dir: pytest.fail("a worker was started"))
     app = open_page("runs")
     next(b for b in app.button if b.label == "Resume").click().run()
     no_exception(app)
     assert any("batch_size: 8 -> 32" in text and "new run" in text for text in texts(app.error))
-    assert read_status(run)["state"] == "stopped"
+    assert RunFolder(run).read_status()["state"] == "stopped"
 
 
 def test_run_stopped_during_evaluation_explains_how_to_evaluate(root):
     run = fake_run(root, "cut-short", evaluation=False)
-    write_status(run, note="stopped during the evaluation: ...; evaluate it with: python -m fer.evaluate "
+    RunFolder(run).write_status(note="stopped during the evaluation: ...; evaluate it with: python -m fer.evaluate "
                            f"--run {run}")
     app = open_page("runs")
     no_exception(app)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from fer.config import TrainConfig
+from fer.run_folder import RunFolder
 from fer.runs import (
     RunError,
     acquire_lock,
@@ -20,13 +21,9 @@ from fer.runs import (
     launch,
     list_runs,
     load_run,
-    read_history,
-    read_log_tail,
-    read_status,
     resume,
     run_path,
     stop,
-    write_status,
 )
 from fer.ui import run_row
 
@@ -59,7 +56,7 @@ def test_create_run_writes_config_and_created_status(tmp_path):
     assert path.parent == tmp_path / "experiments"
     assert "seed_cnn_a" in path.name
     assert TrainConfig.load(path / "config.json") == config
-    assert read_status(path)["state"] == "created" and effective_state(path) == "created"
+    assert RunFolder(path).read_status()["state"] == "created" and effective_state(path) == "created"
 
 
 def test_generated_run_ids_never_collide(tmp_path):
@@ -110,7 +107,7 @@ def test_read_history_ignores_a_partial_last_line_and_garbage(run):
         "",
         "2,0.4,0.0",
     ]))
-    history = read_history(run)
+    history = RunFolder(run).read_history()
     assert history["epoch"].tolist() == [1, 2]
     assert history["val_accuracy"].tolist() == [0.25, 0.31]
 
@@ -119,7 +116,7 @@ def test_read_history_keeps_the_last_row_of_a_repeated_epoch(run):
     """A re-run epoch (after a kill) replaces the older row and epochs stay sorted."""
     (run / "history.csv").write_text("\n".join([
         HEADER, "1,0.3,0.001,1.7,2.9,0.3,1.6", "0,0.2,0.001,1.9,3.1,0.25,1.8", "1,0.5,0.001,1.5,2.9,0.4,1.4"]))
-    history = read_history(run)
+    history = RunFolder(run).read_history()
     assert history["epoch"].tolist() == [1, 2]
     assert history["val_accuracy"].tolist() == [0.25, 0.4]
 
@@ -129,13 +126,13 @@ def test_read_history_without_rows_is_empty(run, text):
     """No file, an empty file or only a header/short row gives an empty table, not an error."""
     if text is not None:
         (run / "history.csv").write_text(text)
-    assert read_history(run).empty
+    assert RunFolder(run).read_history().empty
 
 
 def test_read_history_survives_binary_garbage(run):
     """Non-UTF-8 bytes are replaced, not raised."""
     (run / "history.csv").write_bytes(HEADER.encode() + b"\n\xff\xfe\x00\n0,0.2,0.001,1.9,3.1,0.25,1.8\n")
-    assert read_history(run)["epoch"].tolist() == [1]
+    assert RunFolder(run).read_history()["epoch"].tolist() == [1]
 
 
 # ---- listing ----------------------------------------------------------------------------------
@@ -144,7 +141,7 @@ def test_list_runs_ignores_folders_that_are_not_runs(tmp_path):
     """Stray folders (no config.json, odd names) and files in experiments/ are skipped."""
     root = tmp_path / "runs"
     older = create_run(TrainConfig(), root, run_id="older")
-    write_status(older, created=time.time() - 100)
+    RunFolder(older).write_status(created=time.time() - 100)
     newer = create_run(TrainConfig.for_architecture("vgg_fer"), root, run_id="newer")
     (root / "notes").mkdir()
     (root / ".hidden").mkdir()
@@ -172,44 +169,44 @@ def test_load_run_with_broken_config_reports_it(run):
 def test_unreadable_status_counts_as_empty(run):
     """A corrupt status.json reads as {} rather than raising in the UI."""
     (run / "status.json").write_text("not json")
-    assert read_status(run) == {} and effective_state(run) == "unknown"
+    assert RunFolder(run).read_status() == {} and effective_state(run) == "unknown"
 
 
 def test_read_log_tail_returns_the_last_lines(run):
     """The UI shows the end of train.log; a missing log is an empty string."""
-    assert read_log_tail(run) == ""
+    assert RunFolder(run).read_log_tail() == ""
     (run / "train.log").write_text("\n".join(f"line {i}" for i in range(100)))
-    assert read_log_tail(run, lines=3) == "line 97\nline 98\nline 99"
+    assert RunFolder(run).read_log_tail(lines=3) == "line 97\nline 98\nline 99"
 
 
 # ---- states and guarded actions ---------------------------------------------------------------
 
 def test_running_without_a_live_worker_is_interrupted(run):
     """status.json says running but nobody holds the lock (worker killed): show 'interrupted'."""
-    write_status(run, state="running", pid=2**22 + 12345)
+    RunFolder(run).write_status(state="running", pid=2**22 + 12345)
     assert not is_alive(run)
     assert effective_state(run) == "interrupted"
 
 
 def test_running_with_the_lock_held_is_running(run, held_lock):
     """While a worker holds the lock the run is running, whatever its pid says."""
-    write_status(run, state="running", pid=None)
+    RunFolder(run).write_status(state="running", pid=None)
     assert is_alive(run) and effective_state(run) == "running"
 
 
 def test_queued_is_queued_only_while_its_process_lives(run):
     """Between launch and the worker taking the lock, a live pid means queued; a dead one, interrupted."""
-    write_status(run, state="queued", queued=time.time(), pid=os.getpid())
+    RunFolder(run).write_status(state="queued", queued=time.time(), pid=os.getpid())
     assert effective_state(run) == "queued"
-    write_status(run, pid=2**22 + 12345)
+    RunFolder(run).write_status(pid=2**22 + 12345)
     assert effective_state(run) == "interrupted"
-    write_status(run, pid=os.getpid(), queued=time.time() - 600)
+    RunFolder(run).write_status(pid=os.getpid(), queued=time.time() - 600)
     assert effective_state(run) == "interrupted"
 
 
 def test_second_launch_of_an_active_run_is_refused(run, held_lock):
     """A double click on Start launches one worker: the second launch raises RunError."""
-    write_status(run, state="running")
+    RunFolder(run).write_status(state="running")
     with pytest.raises(RunError, match="already running"):
         launch(run)
     assert not (run / "train.log").exists()
@@ -217,7 +214,7 @@ def test_second_launch_of_an_active_run_is_refused(run, held_lock):
 
 def test_launch_of_a_finished_run_is_refused(run):
     """A finished run is never trained again in place."""
-    write_status(run, state="finished")
+    RunFolder(run).write_status(state="finished")
     with pytest.raises(RunError, match="has finished"):
         launch(run)
     with pytest.raises(RunError, match="only stopped, failed or interrupted"):
@@ -226,7 +223,7 @@ def test_launch_of_a_finished_run_is_refused(run):
 
 def test_delete_refuses_an_active_run(run, held_lock):
     """Deleting a training run would pull the folder from under its worker."""
-    write_status(run, state="running")
+    RunFolder(run).write_status(state="running")
     with pytest.raises(RunError, match="still training"):
         delete(run)
     assert run.is_dir()
@@ -234,7 +231,7 @@ def test_delete_refuses_an_active_run(run, held_lock):
 
 def test_delete_removes_a_stopped_run(run):
     """A stopped (or finished, failed) run can be deleted."""
-    write_status(run, state="stopped")
+    RunFolder(run).write_status(state="stopped")
     delete(run)
     assert not run.exists()
 
@@ -242,18 +239,18 @@ def test_delete_removes_a_stopped_run(run):
 def test_stop_of_a_run_that_is_not_active_is_a_no_op(run):
     """Stop on a created/finished/interrupted run signals nothing and changes nothing."""
     for state in ("created", "finished", "stopped", "failed"):
-        write_status(run, state=state, pid=os.getpid())
-        before = read_status(run)
+        RunFolder(run).write_status(state=state, pid=os.getpid())
+        before = RunFolder(run).read_status()
         assert stop(run) is False
-        assert read_status(run) == before
-    write_status(run, state="running", pid=os.getpid())  # no lock: interrupted
+        assert RunFolder(run).read_status() == before
+    RunFolder(run).write_status(state="running", pid=os.getpid())  # no lock: interrupted
     assert stop(run) is False
 
 
 def test_write_status_merges_and_is_valid_json(run):
     """Each write merges into status.json and leaves a complete JSON file."""
-    write_status(run, epochs_done=2)
-    write_status(run, best_val_accuracy=0.5)
+    RunFolder(run).write_status(epochs_done=2)
+    RunFolder(run).write_status(best_val_accuracy=0.5)
     status = json.loads((run / "status.json").read_text())
     assert status["epochs_done"] == 2 and status["best_val_accuracy"] == 0.5
     assert status["state"] == "created"

@@ -9,7 +9,7 @@ from synthetic import write_image_folder
 from fer.architectures import ARCHITECTURES
 from fer.config import TrainConfig
 from fer.files import read_json
-from fer.runs import read_history, read_status
+from fer.run_folder import RunFolder
 from fer.train import steps_per_execution
 
 
@@ -34,8 +34,8 @@ def test_an_epoch_that_is_not_a_multiple_of_steps_per_execution_runs_every_step(
                       "--no-augment"], timeout=300)
     run = experiments / "spe"
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert read_status(run)["state"] == "finished"
-    assert list(read_history(run)["epoch"]) == [1, 2]
+    assert RunFolder(run).read_status()["state"] == "finished"
+    assert list(RunFolder(run).read_history()["epoch"]) == [1, 2]
     progress = read_json(run / "progress.json")
     # The last epoch ended with all 21 batches done (not a call planned past the end).
     assert (progress["batch"], progress["batches"], progress["epoch"]) == (21, 21, 2)

@@ -12,19 +12,8 @@ from helpers import wait_until
 
 from fer.backends import BACKENDS
 from fer.config import TrainConfig
-from fer.runs import (
-    RunError,
-    create_run,
-    effective_state,
-    is_alive,
-    launch,
-    read_history,
-    read_log_tail,
-    read_progress,
-    read_status,
-    resume,
-    stop,
-)
+from fer.run_folder import RunFolder
+from fer.runs import RunError, create_run, effective_state, is_alive, launch, resume, stop
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +37,13 @@ def launch_tiny(tmp_path, tiny_data):
 
     yield start
     for run in runs:
-        pid = read_status(run).get("pid")
+        pid = RunFolder(run).read_status().get("pid")
         if pid and is_alive(run):
             os.killpg(pid, signal.SIGKILL)
 
 
 def epochs_logged(run: Path) -> list[int]:
-    history = read_history(run)
+    history = RunFolder(run).read_history()
     return [] if history.empty else history["epoch"].tolist()
 
 
@@ -72,7 +61,7 @@ def backup_optimizer_step(run: Path) -> int:
 
 
 def wait_for_end(run: Path, timeout: float) -> str:
-    wait_until(lambda: read_status(run).get("state") not in ("queued", "running") and not is_alive(run),
+    wait_until(lambda: RunFolder(run).read_status().get("state") not in ("queued", "running") and not is_alive(run),
                timeout, "the worker to end", poll=0.2, log=run / "train.log")
     return effective_state(run)
 
@@ -87,7 +76,7 @@ def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny, b
     wait_until(lambda: len(epochs_logged(run)) >= 1, 180, "the first epoch", log=run / "train.log")
     # history.csv is flushed per epoch and progress.json tells the UI where training is.
     assert effective_state(run) == "running"
-    progress = read_progress(run)
+    progress = RunFolder(run).read_progress()
     assert (progress["epochs"], progress["batches"]) == (EPOCHS, 7) and progress["epoch"] >= 1
 
     started = time.monotonic()
@@ -95,26 +84,26 @@ def test_stop_then_resume_continues_from_the_last_completed_epoch(launch_tiny, b
     assert not is_alive(run)
     assert time.monotonic() - started < 10
     assert effective_state(run) == "stopped"
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["error"] is None and status["stop_requested"]
 
     assert stop(run) is False  # idempotent: nothing to signal, nothing changes
-    assert read_status(run) == status and effective_state(run) == "stopped"
+    assert RunFolder(run).read_status() == status and effective_state(run) == "stopped"
 
     done = epochs_logged(run)
-    assert done == list(range(1, len(done) + 1)) and len(done) < EPOCHS, read_log_tail(run)
+    assert done == list(range(1, len(done) + 1)) and len(done) < EPOCHS, RunFolder(run).read_log_tail()
     assert (run / "model.keras").is_file() and (run / "backup").is_dir()
     # The resume point holds the optimizer too: its step counter is 7 steps per completed epoch.
     assert backup_optimizer_step(run) == 7 * len(done)
 
     resume(run)
-    assert wait_for_end(run, 300) == "finished", read_log_tail(run)
+    assert wait_for_end(run, 300) == "finished", RunFolder(run).read_log_tail()
     log = (run / "train.log").read_text()
     assert f"resuming after epoch {len(done)}" in log
     assert f"resumed at epoch {len(done) + 1} with optimizer step {7 * len(done)}" in log
     assert epochs_logged(run) == list(range(1, EPOCHS + 1))
     assert raw_history_epochs(run) == list(range(EPOCHS))
-    assert read_status(run)["epochs_done"] == EPOCHS
+    assert RunFolder(run).read_status()["epochs_done"] == EPOCHS
     assert (run / "eval" / "metrics.json").is_file()
 
 
@@ -125,10 +114,10 @@ def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny, backend)
     run = launch_tiny(backend)
     # Two logged epochs guarantee a backup of the first (an epoch's backup follows its history row).
     wait_until(lambda: len(epochs_logged(run)) >= 2, 180, "two epochs", log=run / "train.log")
-    os.killpg(read_status(run)["pid"], signal.SIGKILL)
+    os.killpg(RunFolder(run).read_status()["pid"], signal.SIGKILL)
     wait_until(lambda: not is_alive(run), 10, "the killed worker to release its lock")
 
-    assert read_status(run)["state"] == "running"  # nobody could write the final state...
+    assert RunFolder(run).read_status()["state"] == "running"  # nobody could write the final state...
     assert effective_state(run) == "interrupted"  # ...but the lock tells the truth
     assert stop(run) is False
     kept = epochs_logged(run)
@@ -136,11 +125,11 @@ def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny, backend)
     assert kept and (run / "model.keras").is_file()
 
     resume(run)
-    assert wait_for_end(run, 300) == "finished", read_log_tail(run)
+    assert wait_for_end(run, 300) == "finished", RunFolder(run).read_log_tail()
     assert "resuming after epoch" in (run / "train.log").read_text()
     assert epochs_logged(run) == list(range(1, EPOCHS + 1))
     assert raw_history_epochs(run) == list(range(EPOCHS))
-    assert read_status(run)["error"] is None
+    assert RunFolder(run).read_status()["error"] is None
 
 
 def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
@@ -180,19 +169,19 @@ def test_stop_during_evaluation_ends_within_seconds_as_finished_without_evaluati
     signalled: list[float] = []
 
     def stop_when_evaluating():
-        wait_until(lambda: read_status(run).get("phase") == "evaluating", 240, "the evaluation")
+        wait_until(lambda: RunFolder(run).read_status().get("phase") == "evaluating", 240, "the evaluation")
         signalled.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
 
     threading.Thread(target=stop_when_evaluating, daemon=True).start()
     assert run_worker(run) == 0
     assert signalled and time.monotonic() - signalled[0] < 5
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["state"] == "finished" and status["error"] is None
     assert "python -m fer.evaluate --run" in status["note"]
     assert epochs_logged(run) == [1] and (run / "model.keras").is_file()
     assert not (run / "eval" / "metrics.json").exists()
-    assert read_progress(run)["phase"] == "finished"
+    assert RunFolder(run).read_progress()["phase"] == "finished"
 
 
 @pytest.mark.timeout(300)

@@ -9,7 +9,8 @@ import pytest
 from helpers import run_cli, wait_until
 
 from fer.config import TrainConfig
-from fer.runs import acquire_lock, create_run, effective_state, is_alive, read_log_tail, read_status
+from fer.run_folder import RunFolder
+from fer.runs import acquire_lock, create_run, effective_state, is_alive
 from fer.train import main, run_worker
 
 
@@ -22,7 +23,7 @@ def test_data_error_ends_as_failed_with_the_message(tmp_path, restore_signals, c
     """A missing dataset is a 'failed' run whose error names the path; no traceback is printed."""
     run = create_run(tiny_config(tmp_path / "no-such-data"), tmp_path / "runs")
     assert run_worker(run) == 1
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["state"] == "failed"
     assert "dataset not found" in status["error"] and str(tmp_path / "no-such-data") in status["error"]
     assert status["ended"] >= status["started"] and status["phase"] is None
@@ -35,7 +36,7 @@ def test_batch_size_larger_than_the_dataset_fails_with_a_clear_message(tmp_path,
     """64 images per batch from 28 training images would give an empty epoch: refuse it by name."""
     run = create_run(tiny_config(tiny_data, batch_size=64), tmp_path / "runs")
     assert run_worker(run) == 1
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["state"] == "failed"
     assert status["error"] == "batch_size=64 is larger than the training set (28 images)"
     assert status["train_size"] == 28
@@ -46,7 +47,7 @@ def test_broken_config_json_ends_as_failed(tmp_path, restore_signals):
     run = create_run(tiny_config(tmp_path), tmp_path / "runs")
     (run / "config.json").write_text("{not json")
     assert run_worker(run) == 1
-    assert "not valid JSON" in read_status(run)["error"]
+    assert "not valid JSON" in RunFolder(run).read_status()["error"]
 
 
 def test_worker_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -68,7 +69,7 @@ def test_worker_refuses_a_run_another_process_trains(tmp_path, restore_signals, 
     finally:
         os.close(lock)
     assert "already being trained" in capsys.readouterr().err
-    assert read_status(run)["state"] == "created"
+    assert RunFolder(run).read_status()["state"] == "created"
 
 
 def test_worker_waits_for_a_previous_worker_that_is_still_exiting(tmp_path, restore_signals, monkeypatch):
@@ -92,7 +93,7 @@ def test_worker_waits_for_a_previous_worker_that_is_still_exiting(tmp_path, rest
     started = time.monotonic()
     assert run_worker(run) == 0
     assert waited["seconds"] >= 0.9
-    assert read_status(run)["state"] == "finished"
+    assert RunFolder(run).read_status()["state"] == "finished"
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -136,9 +137,9 @@ def test_detached_run_with_bad_data_fails_in_the_background(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "training in the background" in result.stdout
     run = experiments / "bad"
-    wait_until(lambda: read_status(run).get("state") == "failed" and not is_alive(run), 90,
+    wait_until(lambda: RunFolder(run).read_status().get("state") == "failed" and not is_alive(run), 90,
                "the detached worker to fail", log=run / "train.log")
     assert effective_state(run) == "failed"
-    assert "dataset not found" in read_status(run)["error"]
-    log = read_log_tail(run)
+    assert "dataset not found" in RunFolder(run).read_status()["error"]
+    log = RunFolder(run).read_log_tail()
     assert "[fer] error: dataset not found" in log and "Traceback" not in log

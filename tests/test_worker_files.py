@@ -11,7 +11,8 @@ from fer import CLASSES
 from fer.config import TrainConfig
 from fer.evaluate import read_evaluation, read_misclassified
 from fer.files import read_json
-from fer.runs import effective_state, is_alive, list_runs, read_history, read_status
+from fer.run_folder import RunFolder
+from fer.runs import effective_state, is_alive, list_runs
 from fer.ui import run_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -43,7 +44,7 @@ def test_config_json_holds_the_cli_flags_on_top_of_the_architecture_preset(run, 
 
 def test_status_json_says_finished_with_timings_and_accuracies(run):
     """status.json is the UI's summary: final state, when, how long, sizes and accuracies."""
-    status = read_status(run)
+    status = RunFolder(run).read_status()
     assert status["state"] == "finished" and status["error"] is None
     assert effective_state(run) == "finished" and not is_alive(run)
     assert status["created"] <= status["started"] < status["ended"]
@@ -57,7 +58,7 @@ def test_status_json_says_finished_with_timings_and_accuracies(run):
 
 def test_history_csv_has_one_row_per_epoch(run):
     """history.csv: epochs 1 and 2 (1-based in read_history) with losses, accuracies, lr and time."""
-    history = read_history(run)
+    history = RunFolder(run).read_history()
     assert history["epoch"].tolist() == [1, 2]
     for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"):
         assert column in history.columns and history[column].notna().all(), column
@@ -65,14 +66,14 @@ def test_history_csv_has_one_row_per_epoch(run):
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]
     best = history.loc[history["val_accuracy"].idxmax()]
-    assert read_status(run)["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert RunFolder(run).read_status()["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
 
 
 def test_progress_json_ends_with_the_final_state_not_a_live_phase(run):
     """progress.json tells the UI the current phase; once the run has ended it says so, never
     a stale 'evaluating'."""
     progress = read_json(run / "progress.json")
-    assert progress["phase"] == "finished" and progress["updated"] >= read_status(run)["ended"]
+    assert progress["phase"] == "finished" and progress["updated"] >= RunFolder(run).read_status()["ended"]
 
 
 def test_model_keras_loads_and_predicts_probabilities(run):
@@ -94,7 +95,7 @@ def test_eval_metrics_json_covers_val_and_test(run):
         assert result["n"] == n
         assert np.asarray(result["confusion_matrix"]).sum() == n
         assert set(CLASSES) <= set(result["report"])
-    assert metrics["splits"]["test"]["accuracy"] == pytest.approx(read_status(run)["test_accuracy"])
+    assert metrics["splits"]["test"]["accuracy"] == pytest.approx(RunFolder(run).read_status()["test_accuracy"])
 
 
 def test_eval_predictions_csv_has_one_row_per_image(run):
@@ -112,7 +113,7 @@ def test_eval_predictions_csv_has_one_row_per_image(run):
 def test_eval_misclassified_npz_holds_the_wrong_test_faces(run):
     """eval/misclassified.npz has exactly the wrongly classified test faces, with their names."""
     wrong = read_misclassified(run)
-    n_wrong = round(TEST * (1 - read_status(run)["test_accuracy"]))
+    n_wrong = round(TEST * (1 - RunFolder(run).read_status()["test_accuracy"]))
     assert len(wrong["true"]) == n_wrong
     assert wrong["images"].shape == (n_wrong, 48, 48)
     assert (wrong["true"] != wrong["predicted"]).all()
@@ -125,4 +126,4 @@ def test_finished_run_leaves_no_backup_and_is_listed(run):
     (summary,) = list_runs(run.parent)
     assert (summary.run_id, summary.state, summary.architecture) == ("tiny", "finished", "mini_xception")
     row = run_row(summary)
-    assert row["epochs"] == "2/2" and row["test acc"] == read_status(run)["test_accuracy"]
+    assert row["epochs"] == "2/2" and row["test acc"] == RunFolder(run).read_status()["test_accuracy"]

@@ -1,0 +1,309 @@
+"""A run folder's layout and file formats: the only module that knows its file names.
+
+    experiments/<run-id>/
+        config.json              the run's TrainConfig
+        checkpoint-config.json   the TrainConfig the resumable state in backup/ was made with
+        status.json              state, pid, times, data sizes, results (changed under .status.lock)
+        progress.json            the worker's live position: epoch, batch, phase, optimizer step
+        history.csv              one row per completed epoch (Keras' CSVLogger)
+        model.keras              the network of the best epoch on validation accuracy
+        backup/                  Keras BackupAndRestore: the resume point
+        eval/, eval-<tta>/       an evaluation: metrics.json, predictions.csv, misclassified.npz
+        train.log                the worker's output
+        stop-requested           a stop request for the current worker
+        .lock                    held (flock) by the live worker; .status.lock, .launch.lock
+
+Epochs are counted from 1 everywhere outside this module; history.csv keeps Keras' 0-based
+numbers on disk, and only ``read_history``/``keep_history`` convert.
+
+status.json is changed only under ``.status.lock``, so concurrent writers (the worker, a launch)
+never lose each other's changes, and replaced atomically, so readers never see half of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fer.config import TrainConfig
+from fer.files import read_json, write_json_atomic
+
+# The end of a worker's log that the pages show: enough for a traceback, never the whole file.
+LOG_TAIL_BYTES = 20_000
+# The files of one evaluation (eval/ or eval-<tta>/).
+METRICS, PREDICTIONS, MISCLASSIFIED = "metrics.json", "predictions.csv", "misclassified.npz"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (between processes and between threads alike)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:  # a read-only folder: nobody can write there, but stop() must still signal
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder: where each file is and how it is read and written."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    # ---- where things are ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint_config_file(self) -> Path:
+        return self.path / "checkpoint-config.json"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def progress_file(self) -> Path:
+        return self.path / "progress.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.path / "backup"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.path / "stop-requested"
+
+    @property
+    def worker_lock(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def launch_lock(self) -> Path:
+        return self.path / ".launch.lock"
+
+    def eval_dir(self, tta: str = "none") -> Path:
+        """``eval/``, or ``eval-<mode>/`` for an evaluation with test-time augmentation."""
+        return self.path / ("eval" if tta == "none" else f"eval-{tta}")
+
+    def is_run(self) -> bool:
+        return self.config_file.is_file()
+
+    # ---- config ------------------------------------------------------------------------------
+
+    def read_config(self) -> TrainConfig:
+        """The validated config (raises ConfigError with the problems)."""
+        return TrainConfig.load(self.config_file)
+
+    def read_config_values(self) -> dict[str, Any] | None:
+        """config.json as plain values, unvalidated (None when missing or not a JSON object)."""
+        values = read_json(self.config_file)
+        return values if isinstance(values, dict) else None
+
+    def write_config(self, config: TrainConfig) -> None:
+        config.save(self.config_file)
+
+    def read_checkpoint_config(self) -> dict[str, Any] | None:
+        values = read_json(self.checkpoint_config_file)
+        return values if isinstance(values, dict) else None
+
+    def write_checkpoint_config(self, config: TrainConfig) -> None:
+        config.save(self.checkpoint_config_file)
+
+    # ---- status ------------------------------------------------------------------------------
+
+    def read_status(self) -> dict[str, Any]:
+        status = read_json(self.status_file)
+        return status if isinstance(status, dict) else {}
+
+    def write_status(self, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into status.json and return the new status.
+
+        When the disk is full the atomic write cannot make its temporary file; the status is then
+        rewritten in place (it fits in the blocks the file already has), so a run can still
+        record why it failed.
+        """
+        with file_lock(self.path / ".status.lock"):
+            status = self.read_status()
+            status.update(changes)
+            try:
+                write_json_atomic(self.status_file, status)
+            except OSError as exc:
+                if not _rewrite_in_place(self.status_file, json.dumps(status, indent=2) + "\n"):
+                    raise exc from None
+        return status
+
+    # ---- progress ----------------------------------------------------------------------------
+
+    def read_progress(self) -> dict[str, Any]:
+        progress = read_json(self.progress_file)
+        return progress if isinstance(progress, dict) else {}
+
+    def write_progress(self, **values: Any) -> None:
+        """Replace progress.json with ``values`` and the time of writing."""
+        write_json_atomic(self.progress_file, {**values, "updated": time.time()})
+
+    def update_progress(self, **changes: Any) -> None:
+        """Merge ``changes`` into progress.json (the worker is its only writer)."""
+        self.write_progress(**{**self.read_progress(), **changes})
+
+    def end_progress(self, phase: str) -> None:
+        """The run's last phase in progress.json; removed when it cannot be written, so a stale
+        live phase never stays behind."""
+        try:
+            self.update_progress(phase=phase)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.progress_file.unlink(missing_ok=True)
+
+    # ---- history -----------------------------------------------------------------------------
+
+    def read_history(self):
+        """history.csv as a DataFrame with epochs counted from 1, keeping only complete, numeric
+        rows (the last line may be half-written, and a hand-edited file may hold garbage)."""
+        import pandas as pd
+
+        try:
+            lines = self.history_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return pd.DataFrame()
+        if not lines:
+            return pd.DataFrame()
+        header = lines[0].split(",")
+        good = [line for line in lines[1:] if _is_numeric_row(line, len(header))]
+        frame = pd.read_csv(io.StringIO("\n".join([lines[0], *good])))
+        if "epoch" in frame.columns:
+            frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
+            frame["epoch"] = frame["epoch"].astype(int) + 1
+        return frame.reset_index(drop=True)
+
+    def keep_history(self, epochs: int) -> None:
+        """Drop the rows of epochs after ``epochs`` (those the resumable state does not hold), so
+        a resumed run never logs an epoch twice."""
+        if epochs == 0:
+            self.history_file.unlink(missing_ok=True)
+            return
+        history = self.read_history()
+        if history.empty:
+            return
+        history = history[history["epoch"] <= epochs].copy()
+        history["epoch"] -= 1  # back to Keras' numbering on disk
+        history.to_csv(self.history_file, index=False)
+
+    # ---- resumable state and stop requests ---------------------------------------------------
+
+    def completed_epochs(self) -> int:
+        """Epochs saved in the resumable training state (Keras BackupAndRestore); 0 without one."""
+        meta = read_json(self.backup_dir / "training_metadata.json")
+        try:
+            return max(0, int(meta.get("epoch", 0))) if isinstance(meta, dict) else 0
+        except (TypeError, ValueError):
+            return 0
+
+    def stop_requested(self) -> float | None:
+        """When a stop was last asked for this run's current worker (None if it was not)."""
+        request = read_json(self.stop_file)
+        if isinstance(request, dict) and isinstance(request.get("requested"), (int, float)):
+            return float(request["requested"])
+        return time.time() if self.stop_file.exists() else None
+
+    def request_stop(self, pid: int | None) -> None:
+        write_json_atomic(self.stop_file, {"requested": time.time(), "pid": pid})
+
+    def clear_stop_request(self) -> None:
+        self.stop_file.unlink(missing_ok=True)
+
+    # ---- log -----------------------------------------------------------------------------------
+
+    def read_log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_file, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - LOG_TAIL_BYTES))
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def describe_model(model_file: Path) -> str:
+    """"<run> (<architecture>, <test accuracy>)" for the model.keras of a run or model folder."""
+    from fer import DEFAULT_MODEL_DIR
+
+    folder = RunFolder(Path(model_file).parent)
+    config = folder.read_config_values() or {}
+    metrics = read_json(folder.eval_dir() / METRICS)
+    splits = metrics.get("splits") if isinstance(metrics, dict) else None
+    test = splits.get("test") if isinstance(splits, dict) else None
+    accuracy = test.get("accuracy") if isinstance(test, dict) else None
+    name = "shipped default" if folder.path == DEFAULT_MODEL_DIR else folder.name
+    details = [str(config.get("architecture", "?"))]
+    if isinstance(accuracy, (int, float)):
+        details.append(f"{accuracy:.1%} test accuracy")
+    return f"{name} ({', '.join(details)})"
+
+
+def _is_numeric_row(line: str, width: int) -> bool:
+    cells = line.split(",")
+    if len(cells) != width:
+        return False
+    try:
+        [float(cell) for cell in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def _rewrite_in_place(path: Path, text: str) -> bool:
+    """Overwrite an existing file without allocating a new one; False if that failed too."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        data = text.encode()
+        if os.pwrite(fd, data, 0) != len(data):
+            return False
+        os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
