@@ -8,7 +8,8 @@ without running this script (no sidebar, no page config).
 
 import streamlit as st
 
-from fer.runs import ACTIVE_STATES, experiments_dir, list_runs
+from fer.run_folder import ACTIVE_STATES
+from fer.runs import experiments_dir, list_runs
 
 st.set_page_config(page_title="fer-lab", page_icon=":material/mood:", layout="wide")
 

@@ -12,9 +12,9 @@ from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
 from fer.evaluate import eval_dir, read_evaluation, read_misclassified
-from fer.predict import TTA_MODES
-from fer.run_folder import METRICS, MISCLASSIFIED, RunFolder
-from fer.runs import ACTIVE_STATES, RunError, list_runs, run_path
+from fer.run_folder import ACTIVE_STATES, METRICS, MISCLASSIFIED, RunError, RunFolder
+from fer.runs import list_runs, run_path
+from fer.tta import TTA_MODES
 from fer.ui import (
     GALLERY_PAGE_SIZE,
     TTA_TITLES,

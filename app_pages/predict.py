@@ -43,7 +43,8 @@ def uploads() -> list[tuple[str, str, bytes]]:
 
 
 def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, tta: str) -> None:
-    from fer.predict import ImageError, ModelError, read_image
+    from fer.faces import DetectorError, ImageError, read_image
+    from fer.predict import ModelError
 
     st.markdown(f"#### {name}")
     digest = hashlib.sha1(data).hexdigest()
@@ -52,7 +53,7 @@ def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, 
         image = read_image(data)
         results = predictor.predict_image(image, whole_image_if_no_face=st.session_state.get(whole_key, False),
                                           tta=tta)
-    except (ImageError, ModelError) as exc:
+    except (ImageError, ModelError, DetectorError) as exc:
         st.error(f"{name}: {exc}")
         return
     picture, faces = st.columns([2, 3])

@@ -5,19 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from fer.architectures import ARCHITECTURES
-from fer.run_folder import METRICS, RunFolder
-from fer.runs import (
-    ACTIVE_STATES,
-    RESUMABLE_STATES,
-    RunError,
-    RunSummary,
-    delete,
-    list_runs,
-    load_run,
-    resume,
-    run_path,
-    stop,
-)
+from fer.run_folder import ACTIVE_STATES, METRICS, RESUMABLE_STATES, RunError, RunFolder
+from fer.runs import RunSummary, list_runs, load_run, run_path
 from fer.ui import (
     comparison_frame,
     curve_figure,
@@ -28,6 +17,7 @@ from fer.ui import (
     runs_table,
     state_badge,
 )
+from fer.workers import delete, resume, stop
 
 SELECTED = "runs.selected"
 FLASH = "runs.flash"  # messages from button callbacks, shown once at the top

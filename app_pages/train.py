@@ -28,8 +28,10 @@ from fer.data import (
     resolve_location,
     summarize_dataset,
 )
-from fer.runs import RunError, create_run, launch, run_path
+from fer.run_folder import RunError
+from fer.runs import create_run, run_path
 from fer.ui import cli_command, dataset_counts_frame, escape_markdown, format_param_count
+from fer.workers import launch
 
 # The form shows every TrainConfig setting but the architecture and the data (placed on their
 # own), grouped as fer.config.PARAMETERS says.

@@ -18,7 +18,7 @@ benchmarks compare.
 The process is set up as ``fer.train`` sets up a run: ``fer.devices.prepare_process(config)``
 (backend from ``--backend``, which also must match ``KERAS_BACKEND``), ``import keras``,
 ``fer.devices.make_deterministic(config)``, model = ``with_augmentation(build_model(config),
-config)``, compiled with ``steps_per_execution=fer.train.steps_per_execution(config, steps)``
+config)``, compiled by ``fer.recipe.training_model``
 and fed by ``fer.pipeline.training_batches``. Under JAX the worker refuses ``import tensorflow``
 (and reports who asked: ``fer.devices.make_deterministic`` -> ``keras.utils.set_random_seed``
 imports it whenever it is installed).
@@ -234,10 +234,8 @@ def build_training_model(config, candidate: dict[str, Any], epoch_steps: int):
     fer.train compiles it, with the candidate's augmentation, steps_per_execution, jit and precision."""
     import keras
 
-    from fer.augment import with_augmentation
     from fer.config import TrainConfig
-    from fer.models import build_model
-    from fer.train import _optimizer, steps_per_execution
+    from fer.recipe import steps_per_execution, training_model
 
     if candidate["augment"] == "none":
         config = TrainConfig.from_dict({**config.to_dict(), "augment": False})
@@ -245,12 +243,9 @@ def build_training_model(config, candidate: dict[str, Any], epoch_steps: int):
     jit = {"auto": "auto", "true": True, "false": False}[str(candidate["jit"]).lower()]
     keras.mixed_precision.set_global_policy(candidate["precision"])
     try:
-        model = with_augmentation(build_model(config), config)
+        model = training_model(config, epoch_steps, jit_compile=jit, steps_per_call=spe)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    model.compile(optimizer=_optimizer(config, epoch_steps), metrics=["accuracy"],
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  jit_compile=jit, steps_per_execution=spe)
     return model, spe
 
 

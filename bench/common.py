@@ -73,7 +73,8 @@ def hardware() -> dict[str, Any]:
 
 def active_training_runs() -> list[str]:
     """Runs in experiments/ (and FER_EXPERIMENTS) whose worker is alive: they skew every number."""
-    from fer.runs import ACTIVE_STATES, list_runs
+    from fer.run_folder import ACTIVE_STATES
+    from fer.runs import list_runs
 
     roots = {ROOT / "experiments", Path(os.environ.get("FER_EXPERIMENTS") or ROOT / "experiments")}
     found = []

@@ -117,7 +117,8 @@ def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> 
     from fer.config import TrainConfig
     from fer.files import write_json_atomic
     from fer.run_folder import RunFolder
-    from fer.runs import acquire_lock, create_run
+    from fer.runs import create_run
+    from fer.workers import acquire_lock
 
     run_dir = create_run(TrainConfig.for_architecture("mini_xception", epochs=100), root, "zz-live-run")
     history = run_dir / "history.csv"

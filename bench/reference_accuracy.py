@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-photos", action="store_true", help="skip the face-detection comparison")
     args = parser.parse_args(argv)
     ours, test = load_predictor_and_split(args, "test")
-    from fer.predict import crop_face, detect_faces
+    from fer.faces import crop_face, detect_faces
 
     images, labels = test.images, test.labels
     if args.limit and args.limit < len(labels):

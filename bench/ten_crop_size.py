@@ -2,7 +2,7 @@
 
 Ten-crop test-time augmentation takes four corner crops and a centre crop of side ``s`` from each
 48x48 face, resizes them back to 48x48 and averages the logits of the ten views (with mirrors).
-This prints the PublicTest (validation) accuracy for several sides; ``fer.predict.TEN_CROP_SIZE``
+This prints the PublicTest (validation) accuracy for several sides; ``fer.tta.TEN_CROP_SIZE``
 is the best of them for the shipped model. PrivateTest is never looked at here.
 
 Run (prints JSON, also written to bench/results/ten_crop_size.json)::

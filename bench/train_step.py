@@ -10,7 +10,7 @@ batch size and optimizer, fed by ``fer.pipeline.training_batches``). ONE worker 
 (backend, model) builds and compiles one model per variant, warms each up (tracing, XLA
 compilation), then alternates timed fits of ``--steps`` steps over the variants for ``--rounds``
 rounds, because this machine's speed drifts over minutes. ``baseline`` is the product's setting
-(steps_per_execution from fer.train.steps_per_execution: 16 for mini_xception, 1 for vgg_fer;
+(steps_per_execution from fer.recipe.steps_per_execution: 16 for mini_xception, 1 for vgg_fer;
 ``jit_compile="auto"``: XLA under JAX, none on TensorFlow's CPU; float32). Variants: another
 ``steps_per_execution``, ``mixed_bfloat16`` (the CPU's 16-bit type), and on TensorFlow
 ``jit_compile=True`` (XLA; under JAX every step is XLA already). speedup = the median over rounds of
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 else "none: CPU-only machine, GPU part (mixed precision, XLA, batch size, utilisation) not measured"),
         "notes": ["one worker process per (backend, model): every variant compiled there and timed in "
                   "alternating rounds (forward, then reversed order) after one warm-up fit each",
-                  "baseline = the product's settings (fer.train.steps_per_execution, jit_compile='auto', float32)",
+                  "baseline = the product's settings (fer.recipe.steps_per_execution, jit_compile='auto', float32)",
                   "rates: steps x batch / time from the first step's begin to the last step's end in each timed "
                   "fit (fit setup and TensorFlow's end-of-fit tf.data wait left out: see bench.input_pipeline)",
                   "speedup = median over rounds of variant rate / baseline rate of the same round (> 1 is faster)",

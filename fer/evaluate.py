@@ -75,7 +75,7 @@ def write_evaluation(eval_dir: Path, splits: dict[str, Split], probabilities: di
 
 def eval_dir(run_dir: Path, tta: str = "none") -> Path:
     """Where a run's evaluation with test-time augmentation ``tta`` lives (the mode checked)."""
-    from fer.predict import tta_mode
+    from fer.tta import tta_mode
 
     return RunFolder(run_dir).eval_dir(tta_mode(tta))
 
@@ -122,7 +122,7 @@ def read_misclassified(run_dir: Path, tta: str = "none") -> dict[str, np.ndarray
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fer.predict import TTA_MODES
+    from fer.tta import TTA_MODES
 
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="a model.keras file or run folder (default: the shipped model)")

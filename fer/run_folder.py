@@ -33,13 +33,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fer.config import TrainConfig
+from fer.config import ConfigError, TrainConfig
 from fer.files import read_json, write_json_atomic
+
+# The states status.json records. "created": never started; "interrupted" is never written by a
+# worker: it is what an active state reads as once its worker is gone (fer.workers.effective_state).
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("finished", "failed", "stopped", "interrupted")
+RESUMABLE_STATES = ("stopped", "failed", "interrupted", "created")
 
 # The end of a worker's log that the pages show: enough for a traceback, never the whole file.
 LOG_TAIL_BYTES = 20_000
 # The files of one evaluation (eval/ or eval-<tta>/).
 METRICS, PREDICTIONS, MISCLASSIFIED = "metrics.json", "predictions.csv", "misclassified.npz"
+
+
+class RunError(ValueError):
+    """A run operation that cannot be done (unknown run, already running, ...)."""
 
 
 @contextlib.contextmanager
@@ -261,6 +271,31 @@ class RunFolder:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def config_changes(run_dir: Path) -> list[str]:
+    """Hyperparameters in config.json that differ from those its saved training state was made
+    with ("name: old -> new"); [] when there is nothing to resume or nothing changed."""
+    folder = RunFolder(run_dir)
+    saved = folder.read_checkpoint_config()
+    if saved is None or folder.completed_epochs() == 0:
+        return []
+    try:
+        before = TrainConfig.from_dict(saved).to_dict()
+        after = folder.read_config().to_dict()
+    except ConfigError:
+        return []  # an invalid config.json fails the worker with its own message
+    return [f"{key}: {before[key]!r} -> {after[key]!r}" for key in after if before[key] != after[key]]
+
+
+def check_resumable_config(run_dir: Path) -> None:
+    """Refuse to continue a saved training state with changed hyperparameters."""
+    changes = config_changes(run_dir)
+    if changes:
+        raise RunError(
+            f"the hyperparameters of run {Path(run_dir).name} changed since its training state was "
+            f"saved ({'; '.join(changes)}); a run resumes only with the settings it was trained with. "
+            f"Restore them in config.json, or create a new run with the new settings")
 
 
 def describe_model(model_file: Path) -> str:

@@ -1,4 +1,4 @@
-"""The training worker and its CLI.
+"""The training worker process and its CLI (the recipe it trains with: ``fer.recipe``).
 
     python -m fer.train --run-dir experiments/<id>        # train a prepared run (what the UI starts)
     python -m fer.train --architecture mini_xception --epochs 30 --data path/to/fer2013
@@ -6,7 +6,7 @@
     python -m fer.train --architecture mini_xception --detach   # the same, in the background
 
 The worker writes status.json in a ``finally`` block, so every run ends as finished, failed or
-stopped; SIGTERM (sent by ``fer.runs.stop`` with a ``stop-requested`` file) stops it cleanly at the
+stopped; SIGTERM (sent by ``fer.workers.stop`` with a ``stop-requested`` file) stops it cleanly at the
 next batch, or at once while it loads data or evaluates, and a later start resumes from the last
 completed epoch with the optimizer state (Keras BackupAndRestore).
 """
@@ -28,13 +28,12 @@ from fer.backends import BackendError
 from fer.config import PARAMETERS, ConfigError, TrainConfig
 from fer.data import DataError
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
-from fer.run_folder import RunFolder
-from fer.runs import RunError, acquire_lock, check_resumable_config, create_run, launch
+from fer.run_folder import RunError, RunFolder, check_resumable_config
+from fer.runs import create_run
+from fer.workers import acquire_lock, launch
 
-# How often a worker looks for a stop request on disk (a signal stops it at once), and at most how
-# often it rewrites progress.json during an epoch.
+# How often a worker looks for a stop request on disk (a signal stops it at once).
 STOP_FILE_CHECK_S = 0.5
-PROGRESS_INTERVAL_S = 1.0
 
 
 class RunStopped(Exception):
@@ -67,120 +66,6 @@ class _StopFlag:
             raise RunStopped()
 
 
-def _callbacks(folder: RunFolder, config: TrainConfig, stop: _StopFlag, steps: int,
-               best_so_far: float | None) -> list:
-    import keras
-
-    from fer.augment import network_of
-
-    class RunStatus(keras.callbacks.Callback):
-        """Progress for the UI (throttled) and the best-epoch summary in status.json."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.epoch = 0
-            self.first_epoch = True
-            self.epoch_start = time.time()
-            self.last_write = 0.0
-
-        def _progress(self, batch: int, phase: str, force: bool = False) -> None:
-            now = time.time()
-            if force or now - self.last_write > PROGRESS_INTERVAL_S:
-                folder.write_progress(epoch=self.epoch + 1, epochs=config.epochs, batch=batch,
-                                      batches=steps, phase=phase)
-                self.last_write = now
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            if self.first_epoch and epoch > 0:
-                # BackupAndRestore has restored the weights and the optimizer (its step counter too).
-                step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-                print(f"[fer] resumed at epoch {epoch + 1} with optimizer step {step}", flush=True)
-            self.first_epoch = False
-            self.epoch = epoch
-            self.epoch_start = time.time()
-            self._progress(0, "training", force=True)
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            # With steps_per_execution, ``batch`` is the last step of the call (the last call of an
-            # epoch may be planned past its end).
-            stop.check()
-            self._progress(min(batch + 1, steps), "training")
-
-        def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            stop.check()
-            self._progress(steps, "validating")
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            # Runs before CSVLogger, so these columns land in history.csv.
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate))
-            logs["seconds"] = round(time.time() - self.epoch_start, 2)
-            # The optimizer's step count: every step of every epoch ran (steps_per_execution included).
-            folder.write_progress(
-                epoch=epoch + 1, epochs=config.epochs, batch=steps, batches=steps, phase="training",
-                step=int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
-            self.last_write = time.time()
-
-    class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
-        """Saves the trained network alone: the augmentation in front of it is not part of it."""
-
-        @property
-        def model(self):
-            return network_of(super().model)
-
-    class BestSoFar(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            history = folder.read_history()
-            best = history.loc[history["val_accuracy"].idxmax()] if not history.empty else None
-            folder.write_status(epochs_done=epoch + 1,
-                                best_val_accuracy=None if best is None else float(best["val_accuracy"]),
-                                best_epoch=None if best is None else int(best["epoch"]))
-
-    callbacks = [
-        RunStatus(),
-        keras.callbacks.CSVLogger(str(folder.history_file), append=True),
-        NetworkCheckpoint(str(folder.model_file), monitor="val_accuracy", mode="max",
-                          save_best_only=True, initial_value_threshold=best_so_far),
-        BestSoFar(),
-    ]
-    if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=config.plateau_monitor, factor=config.plateau_factor,
-            patience=config.plateau_patience, min_lr=config.plateau_min_lr,
-            mode="max" if config.plateau_monitor == "val_accuracy" else "min"))
-    if config.early_stopping_patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience))
-    # Last: an epoch counts as done (the resume point) only once its history row and checkpoint
-    # are written, so a worker killed in between re-runs that epoch instead of leaving a gap.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(folder.backup_dir), double_checkpoint=True))
-    return callbacks
-
-
-def _optimizer(config: TrainConfig, steps_per_epoch: int):
-    import keras
-
-    learning_rate: Any = config.learning_rate
-    if config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=steps_per_epoch * config.epochs)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True,
-                                    weight_decay=config.weight_decay or None)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay or 0.004)
-    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
-
-
-def _class_weights(labels) -> dict[int, float]:
-    import numpy as np
-    from sklearn.utils.class_weight import compute_class_weight
-
-    present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
-    return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
-
-
 def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     """Train (or resume) the run in ``folder``; returns the evaluation summary."""
     from fer.data import load_dataset
@@ -211,9 +96,9 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     prepare_process(config)
     import keras
 
-    from fer.augment import with_augmentation
-    from fer.models import VGG16_WEIGHTS, build_model
+    from fer.models import VGG16_WEIGHTS
     from fer.pipeline import evaluation_batches, training_batches
+    from fer.recipe import callbacks, class_weights, training_model
 
     device = open_devices(config)
     folder.write_status(backend=keras.backend.backend(), device=device)
@@ -229,17 +114,11 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     done = folder.completed_epochs()
     train_data = training_batches(
         dataset.train.images, dataset.train.labels, config.batch_size, config.seed, first_epoch=done,
-        class_weights=_class_weights(dataset.train.labels) if config.class_weights else None)
+        class_weights=class_weights(dataset.train.labels) if config.class_weights else None)
     val_data = evaluation_batches(dataset.val.images, dataset.val.labels, multiple_of=config.devices)
     steps = len(train_data)
     with training_scope(config):
-        model = with_augmentation(build_model(config), config)
-        model.compile(optimizer=_optimizer(config, steps),
-                      loss=keras.losses.CategoricalCrossentropy(
-                          label_smoothing=config.label_smoothing,
-                          # Padded validation faces weigh 0 and must not count as faces either.
-                          reduction="mean_with_sample_weight" if config.devices > 1 else "sum_over_batch_size"),
-                      metrics=["accuracy"], steps_per_execution=steps_per_execution(config, steps))
+        model = training_model(config, steps)
 
     folder.keep_history(done)
     history = folder.read_history()
@@ -251,7 +130,7 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     stop.in_fit = True
     with training_scope(config):
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, verbose=2,
-                  callbacks=_callbacks(folder, config, stop, steps, best_so_far))
+                  callbacks=callbacks(folder, config, stop.check, steps, best_so_far))
     # Training is complete and Keras has deleted the resume backup: a stop from here on ends the
     # run as finished (its best model is saved) and skips the evaluation instead of waiting for it.
     stop.in_fit = False
@@ -263,16 +142,6 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     from fer.evaluate import evaluate_run
 
     return evaluate_run(folder.path, dataset)
-
-
-def steps_per_execution(config: TrainConfig, steps: int) -> int:
-    """Keras' ``steps_per_execution`` for this run: the architecture's, at most one epoch.
-
-    One step per call under a TensorFlow MirroredStrategy: its multi-step loop fails there
-    ("You must feed a value for placeholder tensor", TensorFlow 2.21)."""
-    if config.backend == "tensorflow" and config.devices > 1:
-        return 1
-    return max(1, min(ARCHITECTURES[config.architecture].steps_per_execution, steps))
 
 
 # How long a new worker waits for the run's lock: a stopped worker writes its final status and

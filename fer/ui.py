@@ -167,7 +167,7 @@ COMPARED_PARAMETERS = ("architecture", "epochs", "batch_size", "optimizer", "lea
                        "class_weights", "max_train_samples", "seed")
 
 
-# How the pages name the test-time augmentation modes (fer.predict.TTA_MODES).
+# How the pages name the test-time augmentation modes (fer.tta.TTA_MODES).
 TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
 
 

@@ -16,7 +16,8 @@ from fer.config import TrainConfig
 from fer.data import Split
 from fer.evaluate import write_evaluation
 from fer.run_folder import RunFolder
-from fer.runs import acquire_lock, create_run
+from fer.runs import create_run
+from fer.workers import acquire_lock
 
 EPOCH_COLUMNS = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
 

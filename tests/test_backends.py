@@ -153,18 +153,15 @@ import json, math
 import numpy as np
 import keras
 from fer.architectures import ARCHITECTURES
-from fer.augment import with_augmentation
 from fer.config import TrainConfig
-from fer.models import build_model
 from fer.pipeline import training_batches
-from fer.train import _optimizer
+from fer.recipe import training_model
 rng = np.random.default_rng(0)
 faces, labels = rng.integers(0, 256, (8, 48, 48)).astype(np.uint8), np.arange(8) % 7
 losses = {}
 for name in ARCHITECTURES:
     config = TrainConfig.for_architecture(name, batch_size=4, backend="jax")
-    model = with_augmentation(build_model(config), config)
-    model.compile(optimizer=_optimizer(config, 2), loss="categorical_crossentropy")
+    model = training_model(config, 2)
     history = model.fit(training_batches(faces, labels, 4, config.seed), epochs=1, verbose=0)
     losses[name] = history.history["loss"][0]
     keras.backend.clear_session()

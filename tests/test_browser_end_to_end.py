@@ -67,7 +67,8 @@ def server(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
-        from fer.runs import list_runs, stop
+        from fer.runs import list_runs
+        from fer.workers import stop
 
         for run in list_runs(tmp_path / "experiments"):
             stop(run.path, wait=10)

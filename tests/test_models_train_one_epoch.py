@@ -14,10 +14,9 @@ from fer.config import TrainConfig
 
 keras = pytest.importorskip("keras")
 
-from fer.augment import with_augmentation  # noqa: E402
 from fer.models import BUILDERS, build_model  # noqa: E402
 from fer.pipeline import training_batches  # noqa: E402
-from fer.train import _optimizer  # noqa: E402
+from fer.recipe import training_model  # noqa: E402
 
 # The big networks train on 8 images in batches of 4 (two steps); the rest on 35 in batches of 8.
 # Batches stay even here: in this process oneDNN is on, and it crashes on odd training batches
@@ -75,9 +74,7 @@ def test_trains_one_tiny_epoch(name):
         keep = np.r_[0:14:2, 1]
         images, labels = images[keep], labels[keep]
     config = TrainConfig.for_architecture(name, batch_size=4 if heavy else 8, epochs=1)
-    model = with_augmentation(build_model(config), config)
-    steps = len(labels) // config.batch_size
-    model.compile(optimizer=_optimizer(config, steps), loss="categorical_crossentropy", metrics=["accuracy"])
+    model = training_model(config, len(labels) // config.batch_size)
     history = model.fit(training_batches(images, labels, config.batch_size, config.seed), epochs=1, verbose=0)
     assert len(history.history["loss"]) == 1
     assert math.isfinite(history.history["loss"][0])
@@ -91,8 +88,6 @@ def test_optimizer_and_schedule_options_train(optimizer, lr_schedule):
     config = TrainConfig.for_architecture("mini_xception", batch_size=6, optimizer=optimizer,
                                           lr_schedule=lr_schedule, erasing=0.5, label_smoothing=0.1,
                                           weight_decay=1e-4)
-    model = with_augmentation(build_model(config), config)
-    model.compile(optimizer=_optimizer(config, 3),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+    model = training_model(config, 3)
     history = model.fit(training_batches(images, labels, config.batch_size, config.seed), epochs=1, verbose=0)
     assert math.isfinite(history.history["loss"][0])

@@ -21,6 +21,7 @@ def models(trained_run, tmp_path, monkeypatch) -> Path:
     assert trained_run.returncode == 0, trained_run.output[-2000:]
     monkeypatch.setenv("FER_EXPERIMENTS", str(trained_run.path.parent))
     monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     return trained_run.path / "model.keras"
 
 
@@ -43,6 +44,7 @@ def upload(app, *files: tuple[str, bytes, str]):
 
 def test_without_models_it_points_to_the_train_page(tmp_path, monkeypatch):
     monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     app = open_page("predict")
     no_exception(app)
     assert "No model yet" in app.info[0].value

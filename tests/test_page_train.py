@@ -14,8 +14,9 @@ import fer.backends
 import fer.runs
 from fer.backends import BACKENDS
 from fer.config import TrainConfig
-from fer.run_folder import RunFolder
-from fer.runs import FINAL_STATES, effective_state, experiments_dir, stop
+from fer.run_folder import FINAL_STATES, RunFolder
+from fer.runs import experiments_dir
+from fer.workers import effective_state, stop
 
 FORM_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("architecture", "data")]
 
@@ -46,7 +47,7 @@ def backends_installed(monkeypatch):
 def launched(monkeypatch) -> list[Path]:
     """Launch records the run folder instead of starting a worker, so nothing trains."""
     started: list[Path] = []
-    monkeypatch.setattr(fer.runs, "launch", started.append)
+    monkeypatch.setattr(fer.workers, "launch", started.append)
     return started
 
 

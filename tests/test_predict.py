@@ -12,15 +12,9 @@ from fer import CLASSES
 keras = pytest.importorskip("keras")
 
 from fer.config import TrainConfig  # noqa: E402
+from fer.faces import ImageError, read_image  # noqa: E402
 from fer.models import build_model  # noqa: E402
-from fer.predict import (  # noqa: E402
-    DIRECT_CALL_MAX_FACES,
-    FaceResult,
-    ImageError,
-    ModelError,
-    Predictor,
-    read_image,
-)
+from fer.predict import DIRECT_CALL_MAX_FACES, FaceResult, ModelError, Predictor  # noqa: E402
 from fer.ui import draw_boxes  # noqa: E402
 
 
@@ -75,7 +69,7 @@ def test_ten_crop_tta_is_mirror_invariant_and_a_distribution(predictor):
 
 
 def test_ten_crops_are_the_corners_and_centre_and_their_mirrors():
-    from fer.predict import ten_crops
+    from fer.tta import ten_crops
 
     faces = np.arange(2 * 48 * 48, dtype=np.float32).reshape(2, 48, 48)
     crops = ten_crops(faces, size=48)
@@ -92,7 +86,7 @@ def test_ten_crop_uses_the_crop_side_the_model_was_trained_with(tmp_path, predic
     """A run trained on random 40x40 crops is evaluated on 40x40 ten-crops; others on 44x44."""
     import shutil
 
-    from fer.predict import TEN_CROP_SIZE
+    from fer.tta import TEN_CROP_SIZE
 
     assert predictor.crop_size == TEN_CROP_SIZE
     run = tmp_path / "run"

@@ -17,7 +17,8 @@ from helpers import wait_until, worker_env
 from fer import PROJECT_ROOT
 from fer.config import TrainConfig
 from fer.run_folder import RunFolder
-from fer.runs import create_run, effective_state, experiments_dir, is_alive
+from fer.runs import create_run, experiments_dir
+from fer.workers import effective_state, is_alive
 
 pytestmark = pytest.mark.slow
 

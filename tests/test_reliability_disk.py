@@ -21,7 +21,8 @@ from helpers import wait_until
 
 from fer.config import TrainConfig
 from fer.run_folder import RunFolder
-from fer.runs import create_run, effective_state, experiments_dir, is_alive, launch, stop
+from fer.runs import create_run, experiments_dir
+from fer.workers import effective_state, is_alive, launch, stop
 
 
 @contextlib.contextmanager

@@ -26,17 +26,9 @@ import fer.runs
 from fer import PROJECT_ROOT
 from fer.config import TrainConfig
 from fer.files import read_json
-from fer.run_folder import RunFolder
-from fer.runs import (
-    RunError,
-    acquire_lock,
-    config_changes,
-    create_run,
-    effective_state,
-    launch,
-    resume,
-    stop,
-)
+from fer.run_folder import RunError, RunFolder, config_changes
+from fer.runs import create_run
+from fer.workers import acquire_lock, effective_state, launch, resume, stop
 
 
 def tiny_config(data: Path | str = "", **overrides) -> TrainConfig:
@@ -121,7 +113,7 @@ def test_worker_gone_after_a_stop_request_reads_stopped_not_interrupted(run, sle
 def test_launch_clears_an_old_stop_request(run, monkeypatch):
     """A stop meant for an earlier worker never stops the next one."""
     RunFolder(run).stop_file.write_text('{"requested": 1}')
-    monkeypatch.setattr(fer.runs, "worker_command", lambda run_dir: ["sleep", "30"])
+    monkeypatch.setattr(fer.workers, "worker_command", lambda run_dir: ["sleep", "30"])
     pid = launch(run)
     try:
         assert not RunFolder(run).stop_file.exists()
@@ -178,7 +170,7 @@ def test_stop_while_loading_data_ends_stopped_within_5_seconds(tmp_path, restore
     def stop_when_loading():
         wait_until(lambda: RunFolder(run).read_status().get("phase") == "loading data", 30, "the data loading")
         signalled.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
+        os.kill(os.getpid(), signal.SIGTERM)  # what fer.workers.stop sends
 
     threading.Thread(target=stop_when_loading, daemon=True).start()
     assert run_worker(run) == 3
@@ -213,7 +205,7 @@ def test_resume_with_changed_hyperparameters_is_refused_with_the_changes(run, mo
     saved_training_state(run)
     RunFolder(run).write_status(state="stopped")
     tiny_config(batch_size=16, learning_rate=0.01).save(run / "config.json")
-    monkeypatch.setattr(fer.runs, "worker_command", lambda run_dir: pytest.fail("a worker was started"))
+    monkeypatch.setattr(fer.workers, "worker_command", lambda run_dir: pytest.fail("a worker was started"))
     with pytest.raises(RunError) as info:
         resume(run)
     message = str(info.value)

@@ -21,7 +21,7 @@ from app_driver import figures, open_page, texts
 from fake_runs import fake_run
 from PIL import Image
 
-from fer.predict import detect_faces
+from fer.faces import detect_faces
 from fer.runs import experiments_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -64,6 +64,8 @@ def model_run(tmp_path, monkeypatch) -> Path:
     from fer.models import build_model
 
     monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     run = fake_run(experiments_dir(), "tiny-model", model=False, evaluation=False)
     build_model(TrainConfig(architecture="mini_xception")).save(run / "model.keras")
     return run
@@ -120,7 +122,8 @@ def test_200_predictions_in_4_parallel_threads_share_one_model_safely(model_run)
     """What a Streamlit server does with 4 browser tabs: each session's script thread runs the
     page's prediction path at the same time, on the one cached Predictor. Every request gets the
     same answer as when run alone, and memory stays flat."""
-    from fer.predict import Predictor, read_image
+    from fer.faces import read_image
+    from fer.predict import Predictor
     from fer.ui import draw_boxes, probability_figure
 
     predictor = Predictor.load(model_run / "model.keras")

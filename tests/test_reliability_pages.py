@@ -67,7 +67,7 @@ def test_resume_with_changed_hyperparameters_shows_why_and_starts_nothing(root, 
     (run / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": -1}')
     shutil.copy(run / "config.json", RunFolder(run).checkpoint_config_file)
     TrainConfig.for_architecture("mini_xception", epochs=5, batch_size=32).save(run / "config.json")
-    monkeypatch.setattr(fer.runs, "worker_command", lambda run_dir: pytest.fail("a worker was started"))
+    monkeypatch.setattr(fer.workers, "worker_command", lambda run_dir: pytest.fail("a worker was started"))
     app = open_page("runs")
     next(b for b in app.button if b.label == "Resume").click().run()
     no_exception(app)

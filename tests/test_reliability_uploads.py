@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer.predict import ImageError, detect_faces, read_image
+from fer.faces import ImageError, detect_faces, read_image
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -107,7 +107,7 @@ def test_each_thread_detects_faces_with_its_own_detector():
     detector occasionally miss a face (the load test saw 2 in 1600). Each thread gets its own."""
     import threading
 
-    from fer.predict import _thread_cascade
+    from fer.faces import _thread_cascade
 
     mine = _thread_cascade()
     assert _thread_cascade() is mine
@@ -139,6 +139,8 @@ def model_run(tiny_model, tmp_path, monkeypatch) -> Path:
     from fer.runs import experiments_dir
 
     monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     run = fake_run(experiments_dir(), "tiny-model", model=False, evaluation=False)
     shutil.copy(tiny_model, run / "model.keras")
     return run

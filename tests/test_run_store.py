@@ -9,23 +9,10 @@ import time
 import pytest
 
 from fer.config import TrainConfig
-from fer.run_folder import RunFolder
-from fer.runs import (
-    RunError,
-    acquire_lock,
-    create_run,
-    delete,
-    effective_state,
-    experiments_dir,
-    is_alive,
-    launch,
-    list_runs,
-    load_run,
-    resume,
-    run_path,
-    stop,
-)
+from fer.run_folder import RunError, RunFolder
+from fer.runs import create_run, experiments_dir, list_runs, load_run, run_path
 from fer.ui import run_row
+from fer.workers import acquire_lock, delete, effective_state, is_alive, launch, resume, stop
 
 HEADER = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
 

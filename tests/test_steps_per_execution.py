@@ -9,8 +9,8 @@ from synthetic import write_image_folder
 from fer.architectures import ARCHITECTURES
 from fer.config import TrainConfig
 from fer.files import read_json
+from fer.recipe import steps_per_execution
 from fer.run_folder import RunFolder
-from fer.train import steps_per_execution
 
 
 def test_steps_per_execution_is_the_architectures_and_never_more_than_an_epoch():

@@ -1,4 +1,4 @@
-"""Stopping, killing and resuming real background workers (fer.runs.launch / stop / resume)."""
+"""Stopping, killing and resuming real background workers (fer.workers.launch / stop / resume)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from helpers import wait_until
 
 from fer.backends import BACKENDS
 from fer.config import TrainConfig
-from fer.run_folder import RunFolder
-from fer.runs import RunError, create_run, effective_state, is_alive, launch, resume, stop
+from fer.run_folder import RunError, RunFolder
+from fer.runs import create_run
+from fer.workers import effective_state, is_alive, launch, resume, stop
 
 pytestmark = pytest.mark.slow
 
@@ -135,10 +136,10 @@ def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny, backend)
 def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
     """BackupAndRestore marks an epoch done; before it, the history row and checkpoint must exist."""
     keras = pytest.importorskip("keras")
-    from fer.train import _callbacks, _StopFlag
+    from fer.recipe import callbacks as run_callbacks
 
     config = TrainConfig(lr_schedule="plateau", early_stopping_patience=5)
-    callbacks = _callbacks(tmp_path, config, _StopFlag(), steps=1, best_so_far=None)
+    callbacks = run_callbacks(RunFolder(tmp_path), config, lambda: None, steps=1, best_so_far=None)
     assert type(callbacks[-1]) is keras.callbacks.BackupAndRestore
 
     def position(kind) -> int:
@@ -171,7 +172,7 @@ def test_stop_during_evaluation_ends_within_seconds_as_finished_without_evaluati
     def stop_when_evaluating():
         wait_until(lambda: RunFolder(run).read_status().get("phase") == "evaluating", 240, "the evaluation")
         signalled.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGTERM)  # what fer.runs.stop sends
+        os.kill(os.getpid(), signal.SIGTERM)  # what fer.workers.stop sends
 
     threading.Thread(target=stop_when_evaluating, daemon=True).start()
     assert run_worker(run) == 0

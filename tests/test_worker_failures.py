@@ -10,8 +10,9 @@ from helpers import run_cli, wait_until
 
 from fer.config import TrainConfig
 from fer.run_folder import RunFolder
-from fer.runs import acquire_lock, create_run, effective_state, is_alive
+from fer.runs import create_run
 from fer.train import main, run_worker
+from fer.workers import acquire_lock, effective_state, is_alive
 
 
 def tiny_config(data, **overrides) -> TrainConfig:

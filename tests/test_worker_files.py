@@ -12,8 +12,9 @@ from fer.config import TrainConfig
 from fer.evaluate import read_evaluation, read_misclassified
 from fer.files import read_json
 from fer.run_folder import RunFolder
-from fer.runs import effective_state, is_alive, list_runs
+from fer.runs import list_runs
 from fer.ui import run_row
+from fer.workers import effective_state, is_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 

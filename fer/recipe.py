@@ -1,0 +1,168 @@
+"""The training recipe of a run: the model ``fit`` trains (augmentation in front of the network),
+its optimizer and loss, and its callbacks. The worker (``fer.train``), the benchmarks and the tests
+all compile a run's model here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fer.architectures import ARCHITECTURES
+from fer.config import TrainConfig
+from fer.run_folder import RunFolder
+
+# At most how often the worker rewrites progress.json during an epoch.
+PROGRESS_INTERVAL_S = 1.0
+
+
+def training_model(config: TrainConfig, steps_per_epoch: int, jit_compile: Any = "auto",
+                   steps_per_call: int | None = None):
+    """The run's network with its augmentation in front, compiled with the run's optimizer and
+    loss (call it inside ``fer.devices.training_scope``). ``steps_per_call`` overrides
+    ``steps_per_execution(config, steps_per_epoch)``."""
+    import keras
+
+    from fer.augment import with_augmentation
+    from fer.models import build_model
+
+    model = with_augmentation(build_model(config), config)
+    model.compile(
+        optimizer=optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=config.label_smoothing,
+            # Padded validation faces weigh 0 and must not count as faces either.
+            reduction="mean_with_sample_weight" if config.devices > 1 else "sum_over_batch_size"),
+        metrics=["accuracy"], jit_compile=jit_compile,
+        steps_per_execution=steps_per_call or steps_per_execution(config, steps_per_epoch))
+    return model
+
+
+def optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    learning_rate: Any = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=steps_per_epoch * config.epochs)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True,
+                                    weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay or 0.004)
+    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
+
+
+def class_weights(labels) -> dict[int, float]:
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
+
+
+def steps_per_execution(config: TrainConfig, steps: int) -> int:
+    """Keras' ``steps_per_execution`` for this run: the architecture's, at most one epoch.
+
+    One step per call under a TensorFlow MirroredStrategy: its multi-step loop fails there
+    ("You must feed a value for placeholder tensor", TensorFlow 2.21)."""
+    if config.backend == "tensorflow" and config.devices > 1:
+        return 1
+    return max(1, min(ARCHITECTURES[config.architecture].steps_per_execution, steps))
+
+
+def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], None], steps: int,
+              best_so_far: float | None) -> list:
+    """Keras callbacks of a run: live progress, history.csv, the best network, status, the
+    learning-rate schedule, early stopping and the resume point. ``check_stop`` raises at a
+    batch end when a stop was requested."""
+    import keras
+
+    from fer.augment import network_of
+
+    class RunStatus(keras.callbacks.Callback):
+        """Progress for the UI (throttled) and the best-epoch summary in status.json."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.first_epoch = True
+            self.epoch_start = time.time()
+            self.last_write = 0.0
+
+        def _progress(self, batch: int, phase: str, force: bool = False) -> None:
+            now = time.time()
+            if force or now - self.last_write > PROGRESS_INTERVAL_S:
+                folder.write_progress(epoch=self.epoch + 1, epochs=config.epochs, batch=batch,
+                                      batches=steps, phase=phase)
+                self.last_write = now
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            if self.first_epoch and epoch > 0:
+                # BackupAndRestore has restored the weights and the optimizer (its step counter too).
+                step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                print(f"[fer] resumed at epoch {epoch + 1} with optimizer step {step}", flush=True)
+            self.first_epoch = False
+            self.epoch = epoch
+            self.epoch_start = time.time()
+            self._progress(0, "training", force=True)
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            # With steps_per_execution, ``batch`` is the last step of the call (the last call of an
+            # epoch may be planned past its end).
+            check_stop()
+            self._progress(min(batch + 1, steps), "training")
+
+        def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            check_stop()
+            self._progress(steps, "validating")
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            # Runs before CSVLogger, so these columns land in history.csv.
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+            logs["seconds"] = round(time.time() - self.epoch_start, 2)
+            # The optimizer's step count: every step of every epoch ran (steps_per_execution included).
+            folder.write_progress(
+                epoch=epoch + 1, epochs=config.epochs, batch=steps, batches=steps, phase="training",
+                step=int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+            self.last_write = time.time()
+
+    class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
+        """Saves the trained network alone: the augmentation in front of it is not part of it."""
+
+        @property
+        def model(self):
+            return network_of(super().model)
+
+    class BestSoFar(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            history = folder.read_history()
+            best = history.loc[history["val_accuracy"].idxmax()] if not history.empty else None
+            folder.write_status(epochs_done=epoch + 1,
+                                best_val_accuracy=None if best is None else float(best["val_accuracy"]),
+                                best_epoch=None if best is None else int(best["epoch"]))
+
+    callbacks = [
+        RunStatus(),
+        keras.callbacks.CSVLogger(str(folder.history_file), append=True),
+        NetworkCheckpoint(str(folder.model_file), monitor="val_accuracy", mode="max",
+                          save_best_only=True, initial_value_threshold=best_so_far),
+        BestSoFar(),
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=config.plateau_monitor, factor=config.plateau_factor,
+            patience=config.plateau_patience, min_lr=config.plateau_min_lr,
+            mode="max" if config.plateau_monitor == "val_accuracy" else "min"))
+    if config.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience))
+    # Last: an epoch counts as done (the resume point) only once its history row and checkpoint
+    # are written, so a worker killed in between re-runs that epoch instead of leaving a gap.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(folder.backup_dir), double_checkpoint=True))
+    return callbacks
+
+
