@@ -51,8 +51,8 @@ def show_image(predictor, model_key: str, file_id: str, name: str, data: bytes, 
     whole_key = f"predict.whole.{digest}"
     try:
         image = read_image(data)
-        results = predictor.predict_image(image, whole_image_if_no_face=st.session_state.get(whole_key, False),
-                                          tta=tta)
+        results = predictor.predict_image(
+            image, whole_image_if_no_face=st.session_state.get(whole_key, False), tta=tta)
     except (ImageError, ModelError, DetectorError) as exc:
         st.error(f"{name}: {exc}")
         return

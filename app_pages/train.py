@@ -175,8 +175,8 @@ dataset_section(data, current["validation_split"], current["seed"])
 
 st.subheader("Model")
 architecture = st.selectbox(
-    PARAMETERS["architecture"].label, architecture_names(), key="train.architecture", on_change=new_submission,
-    format_func=lambda name: ARCHITECTURES[name].title,
+    PARAMETERS["architecture"].label, architecture_names(), key="train.architecture",
+    on_change=new_submission, format_func=lambda name: ARCHITECTURES[name].title,
 )
 info = ARCHITECTURES[architecture]
 st.markdown(f"{info.description}  \n**Source:** {info.source} · **Size:** {format_param_count(info.params)}")

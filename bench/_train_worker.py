@@ -200,7 +200,8 @@ def ours_feeder(args: argparse.Namespace, data) -> Feeder:
     images, labels, load_s = data
     batches = training_batches(images, labels, args.batch_size, seed=0)
     return Feeder("ours", lambda: batches, setup_s=load_s,
-                  note=f"fer.pipeline.training_batches ({len(batches)} batches an epoch)", length=len(batches))
+                  note=f"fer.pipeline.training_batches ({len(batches)} batches an epoch)",
+                  length=len(batches))
 
 
 def seeds_feeder(args: argparse.Namespace) -> Feeder:
@@ -224,7 +225,8 @@ def seeds_feeder(args: argparse.Namespace) -> Feeder:
 
     data = Seeds(workers=1, use_multiprocessing=False, max_queue_size=10)
     return Feeder("seeds_idg", lambda: data, setup_s=setup_s, length=len(data),
-                  note="tf-keras ImageDataGenerator.flow_from_directory (flip; decodes the files every epoch)")
+                  note="tf-keras ImageDataGenerator.flow_from_directory "
+                       "(flip; decodes the files every epoch)")
 
 
 # ---- models -----------------------------------------------------------------------------------
@@ -250,7 +252,8 @@ def build_training_model(config, candidate: dict[str, Any], epoch_steps: int):
 
 
 def augmentation_of(config) -> dict[str, Any]:
-    return {key: getattr(config, key) for key in ("flip", "rotation", "zoom", "translation", "crop", "erasing")}
+    return {key: getattr(config, key)
+            for key in ("flip", "rotation", "zoom", "translation", "crop", "erasing")}
 
 
 def sync(model) -> None:
@@ -400,7 +403,8 @@ def measure_compare(args: argparse.Namespace) -> dict[str, Any]:
     if not steps:
         # Calibration: one more untimed fit of `unit` steps each; the slowest candidate's step time
         # sets the steps per fit so that its fits take about --fit-seconds.
-        slowest = max(timed_fit(model_of(c), feeders[c["feeder"]], unit)["steps_s"] / unit for c in candidates)
+        slowest = max(timed_fit(model_of(c), feeders[c["feeder"]], unit)["steps_s"] / unit
+                      for c in candidates)
         steps = max(1, round(args.fit_seconds / slowest / unit)) * unit
         # Never past the end of a feeder's epoch (each fit starts a new pass at its first batch).
         shortest = min((f.length for f in feeders.values() if f.length), default=None)
@@ -425,24 +429,28 @@ def measure_compare(args: argparse.Namespace) -> dict[str, Any]:
             executions[c["name"]] += [d / built[c["name"]]["spe"] for d in fit["executions"]]
     for c in candidates:
         after, before = _traces(model_of(c)), traces_before[c["name"]]
-        built[c["name"]]["retraces_in_timed_rounds"] = None if before is None or after is None else after - before
+        built[c["name"]]["retraces_in_timed_rounds"] = (None if before is None or after is None
+                                                        else after - before)
     result = interleave(rates)
     fast = {name: args.batch_size / statistics.quantiles(d, n=4)[0] if len(d) > 1 else None
             for name, d in executions.items()}
     best = max((v for v in fast.values() if v), default=None)
     for name, row in result["candidates"].items():
         row.update(built[name])
-        row["step_s_per_execution_min_median_max"] = [round(f(executions[name]) , 3) for f in
-                                                      (min, statistics.median, max)] if executions[name] else None
+        row["step_s_per_execution_min_median_max"] = [
+            round(f(executions[name]) , 3) for f in (min, statistics.median, max)
+        ] if executions[name] else None
         row["fast_mode_images_per_s"] = round(fast[name], 1) if fast[name] else None
         row["fast_mode_ratio_to_fastest"] = round(fast[name] / best, 3) if fast[name] and best else None
         row["fit_wall_images_per_s_per_round"] = [round(x, 1) for x in walls[name]]
         row["end_of_fit_wait_s_per_round"] = [round(x, 2) for x in tails[name]]
     return {**info, "candidates": result["candidates"], "fastest_per_round": result["fastest_per_round"],
             "order_per_round": orders, "skipped": skipped,
-            "feeders": {name: {"setup_s": round(f.setup_s, 2), "note": f.note} for name, f in feeders.items()},
+            "feeders": {name: {"setup_s": round(f.setup_s, 2), "note": f.note}
+                        for name, f in feeders.items()},
             "preset_augmentation": augmentation_of(config), "epoch_steps": epoch_steps,
-            "steps": steps, "steps_chosen": "calibrated" if not args.steps else "given", "rounds": args.rounds}
+            "steps": steps, "steps_chosen": "calibrated" if not args.steps else "given",
+            "rounds": args.rounds}
 
 
 def measure_pipeline(args: argparse.Namespace) -> dict[str, Any]:
@@ -464,7 +472,8 @@ def measure_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 start = time.perf_counter()
                 iterator = seeds_iterator(args)
-                sources["seeds_idg"] = (iterator, iterator.samples // args.batch_size, time.perf_counter() - start)
+                sources["seeds_idg"] = (iterator, iterator.samples // args.batch_size,
+                                        time.perf_counter() - start)
             except ImportError as exc:
                 skipped["seeds_idg"] = f"tf-keras not importable ({exc})"
     position = dict.fromkeys(sources, 0)

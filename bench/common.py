@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+# Where results and generated data go; the test suite points both at temporary folders.
+RESULTS = Path(os.environ.get("FER_BENCH_RESULTS") or ROOT / "bench" / "results")
+BENCH_DATA = Path(os.environ.get("FER_BENCH_DATA") or ROOT / ".cache" / "bench-data")
 # The bench-only environment with tf-keras (seed baseline) and the PyPI ``fer`` package (reference):
 #   python -m venv --system-site-packages .cache/bench-venv
 #   .cache/bench-venv/bin/pip install tf-keras==2.21.0
@@ -207,7 +209,8 @@ def backends_argument(value: str) -> list[str]:
     "all"); only installed ones."""
     from fer.backends import BACKENDS, installed_backends
 
-    wanted = list(BACKENDS) if value in ("", "all", "both") else [v.strip() for v in value.split(",") if v.strip()]
+    wanted = (list(BACKENDS) if value in ("", "all", "both")
+              else [v.strip() for v in value.split(",") if v.strip()])
     unknown = [b for b in wanted if b not in BACKENDS]
     if unknown:
         raise SystemExit(f"error: unknown backend(s) {', '.join(unknown)}; use {', '.join(BACKENDS)}")
@@ -232,7 +235,7 @@ def fer_folder(quick: bool) -> tuple[Path, str]:
         except Exception as exc:  # noqa: BLE001 - fall back to synthetic data
             log(f"no real FER2013 ({exc}); using a synthetic set of the same size")
     sizes = (4, 1) if quick else (4101, 513)  # per class: 28707 train, 3591 + 3591 test
-    root = ROOT / ".cache" / "bench-data" / f"synthetic-{sizes[0]}-{sizes[1]}"
+    root = BENCH_DATA / f"synthetic-{sizes[0]}-{sizes[1]}"
     if not (root / ".complete").is_file():
         write_synthetic_folder(root, *sizes)
     return root, f"synthetic ({7 * sizes[0]} train images, 48x48 PNG)"
@@ -391,8 +394,10 @@ def temp_dir(prefix: str) -> Path:
 
 def add_model_and_data_arguments(parser, result_name: str) -> None:
     """The ``--model``, ``--data`` and ``--output`` options of the accuracy benchmarks."""
-    parser.add_argument("--model", default="", help="our model: a run folder or .keras file (default: shipped)")
-    parser.add_argument("--data", default="", help="FER2013 location (default: FER_DATA or data/ in the project)")
+    parser.add_argument("--model", default="",
+                        help="our model: a run folder or .keras file (default: shipped)")
+    parser.add_argument("--data", default="",
+                        help="FER2013 location (default: FER_DATA or data/ in the project)")
     parser.add_argument("--output", default=str(RESULTS / f"{result_name}.json"))
 
 

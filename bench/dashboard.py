@@ -65,7 +65,8 @@ def make_runs(root: Path, count: int, epochs: int = 100) -> list[str]:
         run_dir = create_run(TrainConfig.for_architecture(architecture, epochs=epochs), root,
                              f"20261101-{i:06d}-{architecture}")
         (run_dir / "history.csv").write_text(history)
-        (run_dir / "train.log").write_text(f"[fer] loading dataset\nEpoch {epochs}/{epochs}\n[fer] finished\n")
+        (run_dir / "train.log").write_text(
+            f"[fer] loading dataset\nEpoch {epochs}/{epochs}\n[fer] finished\n")
         RunFolder(run_dir).write_status(state="finished", created=now - 86400 + i, started=now - 86400 + i,
                      ended=now - 80000 + i, epochs_done=epochs, best_val_accuracy=0.28 + 0.003 * (epochs - 1),
                      best_epoch=epochs, test_accuracy=0.55, train_size=28709, val_size=3589, test_size=3589,
@@ -127,7 +128,8 @@ def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> 
     RunFolder(run_dir).write_status(state="running", pid=os.getpid(), started=time.time(), phase="training",
                  epochs_done=epochs_shown)
     write_json_atomic(run_dir / "progress.json", {"epoch": epochs_shown + 1, "epochs": 100, "batch": 1,
-                                                  "batches": 448, "phase": "training", "updated": time.time()})
+                                                  "batches": 448, "phase": "training",
+                                                  "updated": time.time()})
     # Plotly keeps the base64 arrays it was sent in .data; _fullData holds the decoded traces.
     points = ("() => { const p = document.querySelector('.js-plotly-plot');"
               " return p && p._fullData && p._fullData.length ? p._fullData[0].x.length : -1; }")
@@ -193,7 +195,8 @@ def browser_session(root: Path, model_path: Path, work: Path) -> dict:
         wait_idle(tab, 120_000)
         upload_s = time.perf_counter() - start
         log(f"predict page opens {predict_opens}, upload to chart {upload_s:.2f}s")
-        return {"runs_page_first_load_s": round(first, 3), "runs_page_reload_s": [round(x, 3) for x in reloads],
+        return {"runs_page_first_load_s": round(first, 3),
+                "runs_page_reload_s": [round(x, 3) for x in reloads],
                 "runs_page_new_session_s": round(new_session, 3),
                 "runs_page_in_app_navigation_s": [round(x, 3) for x in navigations], "live_curves": live,
                 "predict_page_open_s": [round(x, 3) for x in predict_opens],
@@ -228,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             browser_session(root, model_path, work)
         targets = {"runs_page_apptest_rerun_<=1.5s": apptest["rerun_median_s"] <= 1.5}
         if "runs_page_reload_s" in browser:
-            targets["runs_page_chromium_reload_<=1.5s"] = statistics.median(browser["runs_page_reload_s"]) <= 1.5
+            targets["runs_page_chromium_reload_<=1.5s"] = statistics.median(
+                browser["runs_page_reload_s"]) <= 1.5
             targets["runs_page_chromium_in_app_<=1.5s"] = statistics.median(
                 browser["runs_page_in_app_navigation_s"]) <= 1.5
             targets["live_curves_max_<=2s"] = browser["live_curves"]["max_s"] <= 2

@@ -85,7 +85,8 @@ def spread(values: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.input_pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.input_pipeline",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data, a few steps (smoke test)")
     add_interleaving_arguments(parser, MODELS, "feeder", rounds=4)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per feeder first")
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:  # one process per backend: all jobs in it
         for backend in backends:
             jobs = [{**pipeline_job, "backend": backend}] + [
-                {**base, "mode": "compare", "backend": backend, "model": m, "steps": steps[m], "rounds": rounds,
-                 "candidates": candidates(backend, bool(seeds_path))} for m in models]
+                {**base, "mode": "compare", "backend": backend, "model": m, "steps": steps[m],
+                 "rounds": rounds, "candidates": candidates(backend, bool(seeds_path))} for m in models]
             done = run_jobs(sys.executable, jobs, fresh=False, backend=backend)
             pipeline[backend] = done[0]
             training[backend].update({m: row for m, row in zip(models, done[1:], strict=True)})
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu_rows = {b: per_model["vgg_fer"] for b, per_model in training.items()
                 if "vgg_fer" in per_model and per_model["vgg_fer"]["gpu"]}
     if gpu_rows:
-        best = max(gpu_rows.items(), key=lambda kv: kv[1]["candidates"]["ours_preset_aug"]["median_images_per_s"])
+        best = max(gpu_rows.items(),
+                   key=lambda kv: kv[1]["candidates"]["ours_preset_aug"]["median_images_per_s"])
         rate = best[1]["candidates"]["ours_preset_aug"]["median_images_per_s"]
         h100 = "H100" in best[1]["device"]
         gpu_target = {"measured": h100, "device": best[1]["device"], "backend": best[0], "images_per_s": rate,
@@ -172,33 +174,37 @@ def main(argv: list[str] | None = None) -> int:
         gpu_target = {"measured": False, "met": None,
                       "why": f"no GPU on this machine (training ran on {', '.join(devices) or 'nothing'}); "
                              "the H100 target was not measured"}
-    gpu_target["target"] = f"vgg_fer with the preset's full augmentation >= {H100_TARGET} images/s on one H100"
+    gpu_target["target"] = (f"vgg_fer with the preset's full augmentation >= {H100_TARGET} images/s "
+                            "on one H100")
     targets["h100_vgg_fer_preset_aug_>=20000_images_per_s"] = gpu_target["met"]
     for backend, per_model in training.items():
         for model, row in per_model.items():
             if row.get("tensorflow_imports_refused"):
-                log(f"note: {backend}/{model}: refused TensorFlow imports: {row['tensorflow_imports_refused']}")
+                log(f"note: {backend}/{model}: refused TensorFlow imports: "
+                    f"{row['tensorflow_imports_refused']}")
 
     write_result("input_pipeline", {
         "quick": args.quick, "data": f"{data_kind} ({folder})", "batch_size": batch, "backends": backends,
         "rounds": rounds,
-        "steps_per_round": {m: row["steps"] for per_model in training.values() for m, row in per_model.items()},
+        "steps_per_round": {m: row["steps"]
+                            for per_model in training.values() for m, row in per_model.items()},
         "baseline": ("tf-keras ImageDataGenerator.flow_from_directory(rescale=1/255, horizontal_flip=True, "
-                     f"validation_split=0.2), subset=training; tf_keras from {seeds_path}, TensorFlow worker only"
+                     f"validation_split=0.2), subset=training; tf_keras from {seeds_path}, "
+                     "TensorFlow worker only"
                      if seeds_path else f"skipped: no bench venv with tf-keras ({VENV_SETUP})"),
         "notes": [
             "one worker process per (backend, model); in it the feeders alternate in rounds (forward, then "
             "reversed order) after one untimed warm-up fit each, so every ratio compares the same moments",
-            "images_per_s = steps x batch / time from the first step's begin to the last step's end within one "
-            "fit(steps_per_epoch=steps) call (input waits included; a callback converts every execution's "
-            "logs, so under JAX each execution has finished); ratio_to_fastest_per_round = rate / fastest "
-            "rate of that round; the medians over rounds are what the ratios and targets use",
-            "fit_wall_images_per_s_per_round = the same over the whole fit call; end_of_fit_wait_s_per_round = "
-            "last step's end -> fit returns. On TensorFlow that wait is sometimes seconds: destroying the "
-            "tf.data iterator waits for tf.data's autotuning thread, which wakes 10 ms x (2^k - 1) after the "
-            "iterator was made (fits then end at exactly 2.55 / 5.11 / 10.23 s; gone with "
-            "options.autotune.enabled=False). A real run pays it once per epoch, a short timed fit once per "
-            "fit, so the rates leave it out",
+            "images_per_s = steps x batch / time from the first step's begin to the last step's end "
+            "within one fit(steps_per_epoch=steps) call (input waits included; a callback converts every "
+            "execution's logs, so under JAX each execution has finished); ratio_to_fastest_per_round = "
+            "rate / fastest rate of that round; the medians over rounds are what the ratios and targets use",
+            "fit_wall_images_per_s_per_round = the same over the whole fit call; "
+            "end_of_fit_wait_s_per_round = last step's end -> fit returns. On TensorFlow that wait is "
+            "sometimes seconds: destroying the tf.data iterator waits for tf.data's autotuning thread, "
+            "which wakes 10 ms x (2^k - 1) after the iterator was made (fits then end at exactly "
+            "2.55 / 5.11 / 10.23 s; gone with options.autotune.enabled=False). A real run pays it once "
+            "per epoch, a short timed fit once per fit, so the rates leave it out",
             "model_bound, ours_plain and seeds_idg train the same compiled model (no augmentation layer); "
             "ours_preset_aug trains a second one: with_augmentation(network, preset), as fer.train does",
             "seeds_idg augments with a horizontal flip in its loader (and decodes the files every epoch); "
@@ -215,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             "targets use the median per-round ratios)",
             "absolute images/s of different (backend, model) processes were measured at different moments: "
             "compare them loosely; compare ratios",
-            "under JAX the worker refuses `import tensorflow` (tensorflow_imported says whether it happened); "
-            "tensorflow_imports_refused lists who asked",
+            "under JAX the worker refuses `import tensorflow` (tensorflow_imported says whether it "
+            "happened); tensorflow_imports_refused lists who asked",
             "load_average_1min_start_end (per worker process): on two cores a load above ~2 means "
             "other processes shared the CPU, so every rate is lower (the ratios less affected)",
             "--quick runs every job of a backend in one process on 28 images: its numbers mean nothing"],

@@ -52,7 +52,8 @@ def server_memory(work: Path, runs: int, model_path: Path) -> dict:
     root = work / "experiments"
     ids = make_runs(root, runs)
     shutil.copyfile(model_path, root / ids[0] / "model.keras")
-    server = StreamlitServer({"FER_EXPERIMENTS": str(root), "FER_CACHE": str(work / "cache")}, work / "server.log")
+    server = StreamlitServer({"FER_EXPERIMENTS": str(root), "FER_CACHE": str(work / "cache")},
+                             work / "server.log")
     playwright, browser = chromium()
     try:
         idle = server.memory()
@@ -65,7 +66,8 @@ def server_memory(work: Path, runs: int, model_path: Path) -> dict:
         page.locator("input[type=file]").first.set_input_files(str(photo))
         page.get_by_text("Face 1").first.wait_for(timeout=120_000)
         wait_idle(page, 120_000)
-        return {"runs": runs, "at_start": idle, "after_runs_page": after_runs, "after_prediction": server.memory()}
+        return {"runs": runs, "at_start": idle, "after_runs_page": after_runs,
+                "after_prediction": server.memory()}
     finally:
         browser.close()
         playwright.stop()
@@ -133,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         workers = {}
         for preset in (["mini_xception"] if args.quick else args.presets.split(",")):
             log(f"worker {preset}")
-            workers[preset] = worker_memory(preset, data, work / "experiments-workers", 8 if args.quick else 64,
-                                            1 if args.quick else 3)
+            workers[preset] = worker_memory(preset, data, work / "experiments-workers",
+                                            8 if args.quick else 64, 1 if args.quick else 3)
             log(f"  -> {json.dumps(workers[preset])}")
         prediction = prediction_memory(model_path, 20 if args.quick else 200)
         log(f"prediction: {prediction}")

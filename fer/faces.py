@@ -66,7 +66,8 @@ def read_image(data: bytes) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"the image is too large to open safely (possible decompression bomb): {exc}") from None
+        raise ImageError("the image is too large to open safely "
+                         f"(possible decompression bomb): {exc}") from None
     except UnidentifiedImageError:
         raise ImageError("the file is not an image format we can read (JPEG, PNG, WebP, BMP, GIF)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -34,7 +34,8 @@ class TrainingBatches(keras.utils.PyDataset):
                  first_epoch: int = 0, class_weights: dict[int, float] | None = None):
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
         if batch_size > len(labels):
-            raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(labels)} images)")
+            raise ValueError(f"batch_size={batch_size} is larger than the training set "
+                             f"({len(labels)} images)")
         self.x = _features(images)
         self.y = _one_hot(labels)
         self.weights = None

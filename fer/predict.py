@@ -73,19 +73,19 @@ class Predictor:
             if "Lambda" in text or "safe_mode" in text:
                 raise ModelError(f"refused {path}: it contains a Lambda layer (arbitrary code), "
                                  "which is never loaded") from None
-            raise ModelError(f"could not load {path}: {text.splitlines()[0] if text else type(exc).__name__}") from None
+            raise ModelError(f"could not load {path}: "
+                             f"{text.splitlines()[0] if text else type(exc).__name__}") from None
         inputs, outputs = tuple(loaded.input_shape), tuple(loaded.output_shape)
         if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
             raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
                              f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
         return cls(loaded, path, describe_model(path), _trained_crop(path) or TEN_CROP_SIZE)
 
-    def predict_faces(self, faces: np.ndarray, tta: bool | str = False) -> np.ndarray:
+    def predict_faces(self, faces: np.ndarray, tta: str = "none") -> np.ndarray:
         """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels).
 
         ``tta`` is a test-time augmentation mode (see ``TTA_MODES``): the model sees several views
         of each face and their log-probabilities (logits up to a constant) are averaged.
-        ``True`` means ``"flip"``.
         """
         mode = tta_mode(tta)
         faces = np.asarray(faces, dtype=np.float32)
@@ -116,11 +116,12 @@ class Predictor:
         if getattr(self, "_call", None) is None:
             import keras
 
-            self._call = (_tensorflow_call if keras.backend.backend() == "tensorflow" else _jax_call)(self.model)
+            compile_call = _tensorflow_call if keras.backend.backend() == "tensorflow" else _jax_call
+            self._call = compile_call(self.model)
         return self._call
 
     def predict_image(self, image: bytes | Image.Image, whole_image_if_no_face: bool = False,
-                      tta: bool | str = False) -> list[FaceResult]:
+                      tta: str = "none") -> list[FaceResult]:
         """One result per detected face (largest first); [] when no face is found, unless
         ``whole_image_if_no_face`` asks to classify the whole picture instead."""
         if isinstance(image, (bytes, bytearray)):
@@ -139,7 +140,8 @@ class Predictor:
         else:
             return []
         probabilities = self.predict_faces(faces, tta=tta)
-        return [FaceResult(box, probs, face, whole) for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
+        return [FaceResult(box, probs, face, whole)
+                for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
 
 
 def _tensorflow_call(model):

@@ -18,12 +18,10 @@ TTA_MODES: dict[str, str] = {
 TEN_CROP_SIZE = 46
 
 
-def tta_mode(tta: bool | str | None) -> str:
-    """The TTA mode name for ``tta`` (booleans are accepted: True means "flip")."""
-    if tta is None or tta is False:
+def tta_mode(tta: str | None) -> str:
+    """``tta`` checked against ``TTA_MODES`` (None means "none")."""
+    if tta is None:
         return "none"
-    if tta is True:
-        return "flip"
     if tta not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
     return tta

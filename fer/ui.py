@@ -310,6 +310,7 @@ def draw_boxes(image: Image.Image, results: list[FaceResult]) -> Image.Image:
         text = f"{number}: {result.label} {result.probabilities.max():.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         ty = y - (bottom - top) - 2 * width if y >= (bottom - top) + 2 * width else y + h + width
-        draw.rectangle([x, ty, x + right - left + 2 * width, ty + bottom - top + 2 * width], fill=(255, 64, 64))
+        draw.rectangle([x, ty, x + right - left + 2 * width, ty + bottom - top + 2 * width],
+                       fill=(255, 64, 64))
         draw.text((x + width - left, ty + width - top), text, fill=(255, 255, 255), font=font)
     return out

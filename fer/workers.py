@@ -85,7 +85,8 @@ def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
     if state == "queued":
         # Between launch and the worker taking its lock; after that, a dead pid means it ended.
         pid, queued = status.get("pid"), status.get("queued") or 0
-        if (_pid_running(pid) or pid is None) and time.time() - queued < (QUEUED_GRACE_S if pid else QUEUED_GRACE_NO_PID_S):
+        if ((_pid_running(pid) or pid is None)
+                and time.time() - queued < (QUEUED_GRACE_S if pid else QUEUED_GRACE_NO_PID_S)):
             return "queued"
     return "stopped" if folder.stop_requested() is not None else "interrupted"
 

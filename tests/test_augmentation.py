@@ -73,7 +73,8 @@ def test_switches_off_mean_no_layer_and_each_switch_counts():
     assert augmentation_layer(TrainConfig(flip=False, rotation=0, zoom=0, translation=0, erasing=0)) is None
     assert augmentation_layer(TrainConfig(flip=False, rotation=0, zoom=0, translation=0, erasing=0.5))
     layer = augmentation_layer(TrainConfig(rotation=12.0, zoom=0.1, translation=0.2, crop=40))
-    assert (layer.flip, layer.rotation, layer.zoom, layer.translation, layer.crop) == (True, 12.0, 0.1, 0.2, 40)
+    assert ((layer.flip, layer.rotation, layer.zoom, layer.translation, layer.crop)
+            == (True, 12.0, 0.1, 0.2, 40))
 
 
 def test_inactive_outside_training():

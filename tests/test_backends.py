@@ -72,8 +72,9 @@ def test_a_run_trained_on_jax_is_an_ordinary_run_for_tensorflow(jax_run, tmp_pat
 
     copy = shutil.copytree(jax_run, tmp_path / "copy")
     shutil.rmtree(copy / "eval")
-    assert evaluate_run(copy) == {"val_accuracy": pytest.approx(RunFolder(jax_run).read_status()["val_accuracy"]),
-                                  "test_accuracy": pytest.approx(RunFolder(jax_run).read_status()["test_accuracy"])}
+    assert evaluate_run(copy) == {
+        "val_accuracy": pytest.approx(RunFolder(jax_run).read_status()["val_accuracy"]),
+        "test_accuracy": pytest.approx(RunFolder(jax_run).read_status()["test_accuracy"])}
 
 
 PREDICT = """

@@ -20,14 +20,18 @@ pytestmark = pytest.mark.slow
 
 
 def run_bench(name: str, tmp_path) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    """Runs ``bench.<name> --quick``; its results and generated data go to ``tmp_path``, never into
+    the project folder."""
+    results, data = tmp_path / "results", tmp_path / "bench-data"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+           "FER_BENCH_RESULTS": str(results), "FER_BENCH_DATA": str(data)}
     result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick"], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     output = json.loads(result.stdout)
     assert output["benchmark"] == name and output["quick"] is True
-    saved = json.loads((PROJECT_ROOT / "bench" / "results" / f"{name}-quick.json").read_text())
-    assert saved["benchmark"] == name
+    saved = json.loads((results / f"{name}-quick.json").read_text())
+    assert saved["benchmark"] == name and saved.keys() == output.keys()
     return output
 
 

@@ -81,7 +81,8 @@ def test_trains_one_tiny_epoch(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("optimizer", "lr_schedule"), [("adamw", "cosine"), ("sgd", "none"), ("adam", "plateau")])
+@pytest.mark.parametrize(("optimizer", "lr_schedule"),
+                         [("adamw", "cosine"), ("sgd", "none"), ("adam", "plateau")])
 def test_optimizer_and_schedule_options_train(optimizer, lr_schedule):
     """Each optimizer (and the cosine schedule) works with the cheap model and full augmentation."""
     images, labels = tiny_set(3)

@@ -208,7 +208,8 @@ def test_launch_creates_one_run_on_double_click(tiny_data):
             time.sleep(1)
         state = effective_state(run_dir)
         log = (run_dir / "train.log").read_text(errors="replace")[-2000:]
-        assert state in ("running", "finished"), f"{state}: {RunFolder(run_dir).read_status().get('error')}\n{log}"
+        assert state in ("running", "finished"), (
+            f"{state}: {RunFolder(run_dir).read_status().get('error')}\n{log}")
         if state == "finished":
             assert (run_dir / "model.keras").is_file()
             assert (run_dir / "eval" / "metrics.json").is_file()

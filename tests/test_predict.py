@@ -53,8 +53,8 @@ def test_predict_faces_returns_probabilities_in_class_order(predictor):
 def test_flip_tta_is_mirror_invariant(predictor):
     """With test-time augmentation a face and its mirror image get the same probabilities."""
     face = np.random.default_rng(1).integers(0, 256, (1, 48, 48), dtype=np.uint8)
-    a = predictor.predict_faces(face, tta=True)
-    b = predictor.predict_faces(face[:, :, ::-1], tta=True)
+    a = predictor.predict_faces(face, tta="flip")
+    b = predictor.predict_faces(face[:, :, ::-1], tta="flip")
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 

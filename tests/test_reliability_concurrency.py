@@ -44,7 +44,8 @@ def epochs(run: Path) -> int:
 
 
 @pytest.mark.timeout(540)
-def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session(tmp_path, tiny_data, cleanup):
+def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session(
+        tmp_path, tiny_data, cleanup):
     """Three runs created in the same second get their own folders; a server process launches them
     and is killed; the workers go on; their dataset is deleted mid-run (it is in memory); a fresh
     session shows all three running and stops each within 5 s; no history row is lost, doubled or
@@ -79,8 +80,8 @@ def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session
         next(b for b in app.button if b.key == f"stop.{run.name}").click().run()
         clicked = time.monotonic()
         no_exception(app)
-        wait_until(lambda run=run: RunFolder(run).read_status().get("state") == "stopped", 5, f"{run.name} to stop",
-                   poll=0.1, log=run / "train.log")
+        wait_until(lambda run=run: RunFolder(run).read_status().get("state") == "stopped", 5,
+                   f"{run.name} to stop", poll=0.1, log=run / "train.log")
         assert time.monotonic() - clicked <= 5
     for run in runs:  # after its final status, a worker may take a few seconds to exit
         wait_until(lambda run=run: not is_alive(run), 30, f"{run.name} to exit", poll=0.2)

@@ -77,7 +77,8 @@ def test_disk_full_mid_run_fails_that_run_with_a_clear_error_and_another_run_fin
             assert status["state"] == "failed", status
             assert os.strerror(errno.ENOSPC) in status["error"], status["error"]
             assert effective_state(full) == "failed"
-            assert len(RunFolder(full).read_history()) >= 1 and (full / "model.keras").is_file()  # nothing lost
+            # nothing lost
+            assert len(RunFolder(full).read_history()) >= 1 and (full / "model.keras").is_file()
 
             wait_until(lambda: effective_state(other) not in ("queued", "running"), 300,
                        "the other run to end", poll=0.5, log=other / "train.log")

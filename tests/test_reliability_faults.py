@@ -168,7 +168,8 @@ def test_stop_while_loading_data_ends_stopped_within_5_seconds(tmp_path, restore
     signalled: list[float] = []
 
     def stop_when_loading():
-        wait_until(lambda: RunFolder(run).read_status().get("phase") == "loading data", 30, "the data loading")
+        wait_until(lambda: RunFolder(run).read_status().get("phase") == "loading data", 30,
+                   "the data loading")
         signalled.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGTERM)  # what fer.workers.stop sends
 

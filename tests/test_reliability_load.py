@@ -3,8 +3,9 @@
 Two views of the load: the Predict page's prediction path (decode, detect, classify, draw, chart)
 run by 4 threads at once on the one cached model, 200 requests (what a server's per-session script
 threads do), and 4 AppTest sessions of the Predict page (own session state each) sharing one
-process, 40 uploads (AppTest runs one script at a time per process, so those take turns). Prints the numbers; asserts that every request is
-answered without an error and that memory stays flat once the sessions are warm.
+process, 40 uploads (AppTest runs one script at a time per process, so those take turns). Prints
+the numbers; asserts that every request is answered without an error and that memory stays flat
+once the sessions are warm.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ def test_killed_worker_shows_interrupted_with_resume_not_running(root):
 def test_history_with_partial_and_garbage_lines_still_draws_the_valid_epochs(root):
     run = fake_run(root, "messy", evaluation=False)
     (run / "history.csv").write_text("\n".join([
-        EPOCH_COLUMNS, "0,0.3,0.001,1.8,12.5,0.28,1.9", "garbage \x00 line", "1,0.35,0.001,1.7,12.5,0.32,1.82",
-        "2,0.4,0.0"]))  # the last row is being written
+        EPOCH_COLUMNS, "0,0.3,0.001,1.8,12.5,0.28,1.9", "garbage \x00 line",
+        "1,0.35,0.001,1.7,12.5,0.32,1.82", "2,0.4,0.0"]))  # the last row is being written
     app = open_page("runs")
     no_exception(app)
     loss = figures(app)[0]
@@ -77,8 +77,8 @@ def test_resume_with_changed_hyperparameters_shows_why_and_starts_nothing(root, 
 
 def test_run_stopped_during_evaluation_explains_how_to_evaluate(root):
     run = fake_run(root, "cut-short", evaluation=False)
-    RunFolder(run).write_status(note="stopped during the evaluation: ...; evaluate it with: python -m fer.evaluate "
-                           f"--run {run}")
+    RunFolder(run).write_status(note="stopped during the evaluation: ...; evaluate it with: "
+                           f"python -m fer.evaluate --run {run}")
     app = open_page("runs")
     no_exception(app)
     assert any("python -m fer.evaluate --run" in text for text in texts(app.info))

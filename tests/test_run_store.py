@@ -102,7 +102,8 @@ def test_read_history_ignores_a_partial_last_line_and_garbage(run):
 def test_read_history_keeps_the_last_row_of_a_repeated_epoch(run):
     """A re-run epoch (after a kill) replaces the older row and epochs stay sorted."""
     (run / "history.csv").write_text("\n".join([
-        HEADER, "1,0.3,0.001,1.7,2.9,0.3,1.6", "0,0.2,0.001,1.9,3.1,0.25,1.8", "1,0.5,0.001,1.5,2.9,0.4,1.4"]))
+        HEADER, "1,0.3,0.001,1.7,2.9,0.3,1.6", "0,0.2,0.001,1.9,3.1,0.25,1.8",
+        "1,0.5,0.001,1.5,2.9,0.4,1.4"]))
     history = RunFolder(run).read_history()
     assert history["epoch"].tolist() == [1, 2]
     assert history["val_accuracy"].tolist() == [0.25, 0.4]

@@ -123,7 +123,8 @@ def describe(layer) -> str:
     if kind == "Concatenate":
         return "gray to 3 channels"
     if kind == "Normalization":
-        return "ImageNet mean" if np.allclose(np.ravel(layer.input_mean), fer.models.IMAGENET_BGR_MEAN) else "?"
+        return ("ImageNet mean" if np.allclose(np.ravel(layer.input_mean), fer.models.IMAGENET_BGR_MEAN)
+                else "?")
     if kind == "Functional":
         return layer.name
     return ""

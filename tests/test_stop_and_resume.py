@@ -62,7 +62,8 @@ def backup_optimizer_step(run: Path) -> int:
 
 
 def wait_for_end(run: Path, timeout: float) -> str:
-    wait_until(lambda: RunFolder(run).read_status().get("state") not in ("queued", "running") and not is_alive(run),
+    wait_until(lambda: (RunFolder(run).read_status().get("state") not in ("queued", "running")
+                        and not is_alive(run)),
                timeout, "the worker to end", poll=0.2, log=run / "train.log")
     return effective_state(run)
 

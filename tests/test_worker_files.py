@@ -96,7 +96,8 @@ def test_eval_metrics_json_covers_val_and_test(run):
         assert result["n"] == n
         assert np.asarray(result["confusion_matrix"]).sum() == n
         assert set(CLASSES) <= set(result["report"])
-    assert metrics["splits"]["test"]["accuracy"] == pytest.approx(RunFolder(run).read_status()["test_accuracy"])
+    assert metrics["splits"]["test"]["accuracy"] == pytest.approx(
+        RunFolder(run).read_status()["test_accuracy"])
 
 
 def test_eval_predictions_csv_has_one_row_per_image(run):
