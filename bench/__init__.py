@@ -1,1 +1,1 @@
-"""Benchmarks for issue 5 (performance); each module runs with `python -m bench.<name>`."""
+"""Benchmarks: speed, memory and accuracy measurements; each module runs with `python -m bench.<name>`."""

@@ -1,4 +1,4 @@
-"""Issue 5.4 - dashboard responsiveness with 500 runs (each with config, status and 100 epochs).
+"""Dashboard responsiveness with 500 runs (each with config, status and 100 epochs).
 
     python -m bench.dashboard             # 500 runs; AppTest + one headless Chromium session
     python -m bench.dashboard --quick     # 20 runs, AppTest only (smoke test)

@@ -1,4 +1,4 @@
-"""Issue 5.1 - training input: our pipeline and augmentation vs the model-bound rate and the seeds'
+"""Training input: our pipeline and augmentation vs the model-bound rate and the seeds'
 ImageDataGenerator, on every Keras backend, interleaved in time.
 
     python -m bench.input_pipeline                      # both backends, seed_cnn_a, mini_xception, vgg_fer

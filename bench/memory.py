@@ -1,4 +1,4 @@
-"""Issue 5.5 - memory: the Streamlit server, a training worker per preset, and 200 predictions.
+"""Memory: the Streamlit server, a training worker per preset, and 200 predictions.
 
     python -m bench.memory            # server with 500 runs + model, every preset, 200 predictions
     python -m bench.memory --quick    # mini_xception worker on a tiny synthetic set, 20 predictions

@@ -1,4 +1,4 @@
-"""Issue 5.3 - prediction latency: image bytes -> probabilities for a 1-megapixel photo with one face.
+"""Prediction latency: image bytes -> probabilities for a 1-megapixel photo with one face.
 
     python -m bench.predict_latency           # 120 runs per pipeline (p50/p95), batched faces/s
     python -m bench.predict_latency --quick   # 5 runs (smoke test)

@@ -1,4 +1,4 @@
-"""Issue 5.2 - training step speed on CPU: mini_xception and vgg_fer, what helps and what does not,
+"""Training step speed on CPU: mini_xception and vgg_fer, what helps and what does not,
 on every Keras backend, interleaved in time.
 
     python -m bench.train_step                   # both backends (a few minutes on 2 cores)
@@ -19,8 +19,8 @@ variant rate / baseline rate of the same round (> 1 is faster). One epoch of FER
 Explicit thread settings are process-wide, so they cannot alternate in one process: run
 ``python -m bench._train_worker --intra 2 --inter 1 ...`` by hand (earlier: no change).
 
-There is no GPU on this machine: the GPU half of the issue (mixed precision, XLA, batch size and
-utilisation on a GPU) is not measured here; ``gpu`` in the JSON says so. Needs no bench venv.
+Without a GPU, the GPU measurements (mixed precision, XLA, batch size and
+utilisation on a GPU) are not taken; ``gpu`` in the JSON says so. Needs no bench venv.
 """
 
 from __future__ import annotations

@@ -20,9 +20,8 @@ class ArchitectureInfo:
     # Where and why the preset departs from its source ("" where it does not).
     differences: str = ""
     # Training steps per call into the backend (Keras' ``steps_per_execution``): fewer Python
-    # round trips for small networks (a real mini_xception run went from 39 to 38 s an epoch;
-    # see the README's Performance section). Stop and the progress bar act between calls, so a
-    # call must stay well under a second or two.
+    # round trips for small networks. Stop and the progress bar act between calls, so a call
+    # must stay well under a second or two.
     steps_per_execution: int = 1
 
 
@@ -59,9 +58,8 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
             description="Depthwise-separable residual CNN, ~60k parameters; fast on a CPU.",
             source="Arriaga, Ploeger, Valdenegro (2017), arXiv:1710.07557",
             params=58_423,
-            # The CPU preset: 75 epochs take 50 minutes on two idle cores (38-40 s each; 100
-            # epochs were no better on PublicTest); a cosine
-            # decay to zero over a fixed budget beats a plateau schedule that never gets to decay.
+            # The CPU preset: a fixed budget of 75 epochs (100 were no better on PublicTest) with a
+            # cosine decay to zero, which beat a plateau schedule that never got to decay.
             defaults={"epochs": 75, "learning_rate": 1e-3, "optimizer": "adam",
                       "lr_schedule": "cosine", "early_stopping_patience": 0, "l2": 1e-2,
                       "dropout": 0.0, "rotation": 10.0, "zoom": 0.1, "translation": 0.1},
