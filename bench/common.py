@@ -104,13 +104,15 @@ def _gpu() -> str:
     return "none (CPU only)"
 
 
-def write_result(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Print ``result`` as JSON and save it to bench/results/<name>.json."""
+def write_result(name: str, result: dict[str, Any], output: str | Path | None = None) -> dict[str, Any]:
+    """Print ``result`` as JSON and save it to ``output`` (default: bench/results/<name>.json,
+    ``-quick`` added for quick runs)."""
     result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "hardware": hardware(), "training_runs_active_at_end": active_training_runs(), **result}
     text = json.dumps(result, indent=2, default=_plain)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}{'-quick' if result.get('quick') else ''}.json").write_text(text + "\n")
+    path = Path(output) if output else RESULTS / f"{name}{'-quick' if result.get('quick') else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
     print(text, flush=True)
     return result
 
@@ -375,7 +377,8 @@ def chromium():
     """(playwright, browser) for headless Debian Chromium."""
     from playwright.sync_api import sync_playwright
 
-    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    executable = (os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+                  or "/usr/bin/chromium")
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     return playwright, browser

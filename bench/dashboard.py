@@ -42,38 +42,20 @@ from bench.common import (
     write_result,
 )
 
-COLUMNS = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
 ARCHITECTURES = ("mini_xception", "vgg_fer", "seed_cnn_a", "seed_cnn_b", "seed_cnn_c", "vgg16_transfer")
-
-
-def history_row(epoch: int) -> str:
-    return (f"{epoch},{0.3 + 0.004 * epoch:.4f},0.001,{1.8 - 0.01 * epoch:.4f},51.2,"
-            f"{0.28 + 0.003 * epoch:.4f},{1.9 - 0.008 * epoch:.4f}")
 
 
 def make_runs(root: Path, count: int, epochs: int = 100) -> list[str]:
     """``count`` finished runs, as a worker leaves them: config.json, status.json, history.csv, log."""
-    from fer.config import TrainConfig
-    from fer.run_folder import RunFolder
-    from fer.runs import create_run
+    from bench.fake_runs import fake_run
 
-    history = "\n".join([COLUMNS] + [history_row(e) for e in range(epochs)]) + "\n"
-    ids = []
     now = time.time()
-    for i in range(count):
-        architecture = ARCHITECTURES[i % len(ARCHITECTURES)]
-        run_dir = create_run(TrainConfig.for_architecture(architecture, epochs=epochs), root,
-                             f"20261101-{i:06d}-{architecture}")
-        (run_dir / "history.csv").write_text(history)
-        (run_dir / "train.log").write_text(
-            f"[fer] loading dataset\nEpoch {epochs}/{epochs}\n[fer] finished\n")
-        RunFolder(run_dir).write_status(state="finished", created=now - 86400 + i, started=now - 86400 + i,
-                     ended=now - 80000 + i, epochs_done=epochs, best_val_accuracy=0.28 + 0.003 * (epochs - 1),
-                     best_epoch=epochs, test_accuracy=0.55, train_size=28709, val_size=3589, test_size=3589,
+    return [fake_run(root, f"20261101-{i:06d}-{ARCHITECTURES[i % len(ARCHITECTURES)]}",
+                     epochs_done=epochs, epochs=epochs, architecture=ARCHITECTURES[i % len(ARCHITECTURES)],
+                     model=False, created=now - 86400 + i, test_accuracy=0.55,
                      val_description="PublicTest (test/PublicTest_*)",
-                     test_description="PrivateTest (test/PrivateTest_*)")
-        ids.append(run_dir.name)
-    return ids
+                     test_description="PrivateTest (test/PrivateTest_*)").name
+            for i in range(count)]
 
 
 def apptest_runs_page(reruns: int) -> dict:
@@ -115,6 +97,7 @@ def timed_goto(page, url: str, *selectors: str) -> float:
 
 def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> dict:
     """A running run gets a new epoch; how long until its loss chart has that many points."""
+    from bench.fake_runs import history_row, write_history
     from fer.config import TrainConfig
     from fer.files import write_json_atomic
     from fer.run_folder import RunFolder
@@ -122,8 +105,8 @@ def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> 
     from fer.workers import acquire_lock
 
     run_dir = create_run(TrainConfig.for_architecture("mini_xception", epochs=100), root, "zz-live-run")
-    history = run_dir / "history.csv"
-    history.write_text("\n".join([COLUMNS] + [history_row(e) for e in range(epochs_shown)]) + "\n")
+    history = RunFolder(run_dir).history_file
+    write_history(run_dir, epochs_shown)
     lock = acquire_lock(run_dir)
     RunFolder(run_dir).write_status(state="running", pid=os.getpid(), started=time.time(), phase="training",
                  epochs_done=epochs_shown)

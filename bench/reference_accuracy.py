@@ -24,7 +24,6 @@ Run (prints JSON, also written to bench/results/reference_accuracy.json)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -38,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import add_model_and_data_arguments, load_predictor_and_split  # noqa: E402
+from bench.common import add_model_and_data_arguments, load_predictor_and_split, write_result  # noqa: E402
 from fer import CLASSES  # noqa: E402
 
 REFERENCE_VERSION = "25.10.3"
@@ -216,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     result["hardware"] = {"machine": platform.machine(), "cpus": os.cpu_count(),
                           "python": platform.python_version(), "tensorflow": tf.__version__}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=2)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text + "\n")
-    print(text)
+    write_result("reference_accuracy", result, args.output)
     return 0
 
 

@@ -13,7 +13,6 @@ Run (prints JSON, also written to bench/results/ten_crop_size.json)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import add_model_and_data_arguments, load_predictor_and_split  # noqa: E402
+from bench.common import add_model_and_data_arguments, load_predictor_and_split, write_result  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor.crop_size = size
         result["ten_crop"][str(size)] = accuracy(predictor.predict_faces(val.images, tta="ten_crop"))
     result["best_size"] = int(max(result["ten_crop"], key=result["ten_crop"].get))
-    text = json.dumps(result, indent=2)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text + "\n")
-    print(text)
+    write_result("ten_crop_size", result, args.output)
     return 0
 
 

@@ -1,34 +1,22 @@
-"""Run folders written straight to disk, as a worker would leave them, without training anything.
+"""Run folders written straight to disk, as a worker would leave them, without training anything
+(``bench.fake_runs``), here with evaluations of synthetic faces.
 
 The UI tests use them to check what the Runs and Evaluate pages show for every kind of run.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from synthetic import face
 
+from bench.fake_runs import fake_run as bench_fake_run
 from fer import CLASSES
-from fer.config import TrainConfig
 from fer.data import Split
 from fer.evaluate import write_evaluation
 from fer.run_folder import RunFolder
-from fer.runs import create_run
 from fer.workers import acquire_lock
-
-EPOCH_COLUMNS = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
-
-
-def write_history(run_dir: Path, epochs: int) -> None:
-    """A history.csv like Keras' CSVLogger writes: 0-based epochs, improving metrics."""
-    lines = [EPOCH_COLUMNS]
-    for epoch in range(epochs):
-        lines.append(f"{epoch},{0.3 + 0.05 * epoch:.4f},0.001,{1.8 - 0.1 * epoch:.4f},12.5,"
-                     f"{0.28 + 0.04 * epoch:.4f},{1.9 - 0.08 * epoch:.4f}")
-    (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
 
 
 def fake_split(per_class: int, seed: int) -> tuple[Split, np.ndarray]:
@@ -57,21 +45,10 @@ def fake_run(root: Path, run_id: str, state: str = "finished", epochs_done: int 
              architecture: str = "mini_xception", evaluation: bool = True, model: bool = True,
              error: str | None = None, created: float | None = None) -> Path:
     """A run folder in ``state`` with a history, and optionally a (fake) model and an evaluation."""
-    config = TrainConfig.for_architecture(architecture, epochs=epochs, batch_size=8)
-    run_dir = create_run(config, root, run_id)
-    write_history(run_dir, epochs_done)
-    if model:
-        (run_dir / "model.keras").write_bytes(b"fake model bytes for " + run_id.encode())
-    test_accuracy = None
+    run_dir = bench_fake_run(root, run_id, state, epochs_done, epochs, architecture, model, error, created)
     if evaluation:
         test_accuracy = write_fake_evaluation(run_dir)["splits"]["test"]["accuracy"]
-    now = time.time()
-    RunFolder(run_dir).write_status(state=state, created=created or now, started=now - 600,
-                 ended=None if state == "running" else now, epochs_done=epochs_done,
-                 best_val_accuracy=0.28 + 0.04 * (epochs_done - 1) if epochs_done else None,
-                 best_epoch=epochs_done or None, test_accuracy=test_accuracy, error=error,
-                 phase="training" if state == "running" else None, train_size=28, val_size=7, test_size=7)
-    (run_dir / "train.log").write_text(f"[fer] loading dataset\nEpoch 1/{epochs}\n[fer] {state}\n")
+        RunFolder(run_dir).write_status(test_accuracy=test_accuracy)
     return run_dir
 
 

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers import wait_until
 from synthetic import write_image_folder
-
-from fer import PROJECT_ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -26,63 +20,42 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"),
 ]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def server(tmp_path):
-    """A Streamlit server on a free loopback port with a tiny dataset and empty experiments."""
+    """A Streamlit server (the benchmarks' helper) on a free loopback port with a tiny dataset and
+    empty experiments."""
+    from bench.common import StreamlitServer
+
     data = write_image_folder(tmp_path / "fer2013", train=6, test=2)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    env = {**os.environ, "FER_DATA": str(data), "FER_EXPERIMENTS": str(tmp_path / "experiments"),
-           "FER_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    experiments = tmp_path / "experiments"
+    server = StreamlitServer({"FER_DATA": str(data), "FER_EXPERIMENTS": str(experiments),
+                              "FER_CACHE": str(tmp_path / "cache")}, tmp_path / "server.log")
     try:
-        wait_until(lambda: healthy(url) or process.poll() is not None, 60, "the server to start", 0.2, log)
-        assert process.poll() is None, log.read_text()
-        yield url, tmp_path / "experiments"
+        yield server.url, experiments
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
         from fer.runs import list_runs
         from fer.workers import stop
 
-        for run in list_runs(tmp_path / "experiments"):
+        for run in list_runs(experiments):
             stop(run.path, wait=10)
 
 
 @pytest.fixture
 def page():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from bench.common import chromium
+
+    playwright, browser = chromium()
+    try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         yield page
+    finally:
         browser.close()
+        playwright.stop()
 
 
 def set_number(page, label: str, value: int) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from app_driver import array, figures, no_exception, open_page, texts
-from fake_runs import EPOCH_COLUMNS, fake_run
+from fake_runs import fake_run
 
 import fer.runs
+from bench.fake_runs import EPOCH_COLUMNS
 from fer.config import TrainConfig
 from fer.run_folder import RunFolder
 from fer.runs import experiments_dir
