@@ -171,15 +171,15 @@ RECIPES = {
     "seed_cnn_a": dict(optimizer="adam", learning_rate=3e-4, batch_size=64, epochs=100,
                        lr_schedule="none", early_stopping_patience=10, l2=1e-4, dropout=0.2,
                        augment=True, flip=True, rotation=0.0, zoom=0.0, translation=0.0, shear=0.0),
-    # 001: Adam(learning_rate=0.0001), batch_size=16, epochs=20, ImageDataGenerator(rotation 20,
-    # width/height shift 0.2, shear 0.2, zoom 0.2, horizontal_flip, fill nearest).
+    # 001: Adam(learning_rate=0.0001), batch_size=16, epochs=20; flips, and the rest of its
+    # augmentation only on request (NOTEBOOK_001_AUGMENTATION below, see the preset's differences).
     "seed_cnn_b": dict(optimizer="adam", learning_rate=1e-4, batch_size=16, epochs=20,
                        lr_schedule="none", early_stopping_patience=0, l2=0.0, dropout=0.25,
-                       augment=True, flip=True, rotation=20.0, zoom=0.2, translation=0.2, shear=0.2),
+                       augment=True, flip=True, rotation=0.0, zoom=0.0, translation=0.0, shear=0.0),
     # 003: the same, epochs = 50.
     "seed_cnn_b2": dict(optimizer="adam", learning_rate=1e-4, batch_size=16, epochs=50,
                         lr_schedule="none", early_stopping_patience=0, l2=0.0, dropout=0.25,
-                        augment=True, flip=True, rotation=20.0, zoom=0.2, translation=0.2, shear=0.2),
+                        augment=True, flip=True, rotation=0.0, zoom=0.0, translation=0.0, shear=0.0),
     # 002: Adam(lr=0.0005), batch 64, horizontal_flip, ReduceLROnPlateau(val_loss, factor 0.1,
     # patience 2, min_lr 0.00001), epochs = 15.
     "seed_cnn_c": dict(optimizer="adam", learning_rate=5e-4, batch_size=64, epochs=15,
@@ -200,6 +200,22 @@ def test_preset_defaults_are_the_notebooks_recipe(name):
     assert {key: config[key] for key in RECIPES[name]} == RECIPES[name]
     assert (config["class_weights"], config["label_smoothing"], config["erasing"], config["crop"]) == (
         False, 0.0, 0.0, 0)
+
+
+# 001: ImageDataGenerator(rotation_range=20, width_shift_range=0.2, height_shift_range=0.2,
+# shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode='nearest').
+NOTEBOOK_001_AUGMENTATION = dict(rotation=20.0, translation=0.2, shear=0.2, zoom=0.2)
+
+
+def test_notebook_001s_augmentation_is_one_setting_away_and_the_preset_says_so():
+    from fer.architectures import SEED_B_NOTEBOOK_AUGMENTATION
+
+    assert SEED_B_NOTEBOOK_AUGMENTATION == NOTEBOOK_001_AUGMENTATION
+    for name in ("seed_cnn_b", "seed_cnn_b2"):
+        config = TrainConfig.for_architecture(name, **NOTEBOOK_001_AUGMENTATION)
+        assert (config.flip, config.rotation, config.translation, config.shear, config.zoom) == (
+            True, 20.0, 0.2, 0.2, 0.2)
+        assert "rotation 20, shifts 0.2, shear 0.2, zoom 0.2" in ARCHITECTURES[name].differences
 
 
 def test_every_seed_preset_says_where_it_departs_from_its_notebook():
