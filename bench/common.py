@@ -269,11 +269,12 @@ def prediction_model(quick: bool, workdir: Path) -> tuple[Path, str]:
     """The shipped model, else a copy of the background run's model, else a fresh mini-Xception
     (untrained: latency does not depend on the weights)."""
     from fer import DEFAULT_MODEL_DIR
+    from fer.run_folder import RunFolder
 
-    shipped = DEFAULT_MODEL_DIR / "model.keras"
+    shipped = RunFolder(DEFAULT_MODEL_DIR).model_file
     if shipped.is_file():
         return shipped, "shipped default model (mini_xception)"
-    run_model = ROOT / "experiments" / "default-mini-xception" / "model.keras"
+    run_model = RunFolder(ROOT / "experiments" / "default-mini-xception").model_file
     if run_model.is_file() and not quick:
         copy = workdir / "default-mini-xception.keras"
         shutil.copyfile(run_model, copy)  # read once; never touch the run's own files

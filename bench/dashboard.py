@@ -41,6 +41,7 @@ from bench.common import (
     wait_idle,
     write_result,
 )
+from fer.run_folder import RunFolder
 
 ARCHITECTURES = ("mini_xception", "vgg_fer", "seed_cnn_a", "seed_cnn_b", "seed_cnn_c", "vgg16_transfer")
 
@@ -110,7 +111,7 @@ def live_curves(page, url: str, root: Path, epochs_shown: int, updates: int) -> 
     lock = acquire_lock(run_dir)
     RunFolder(run_dir).write_status(state="running", pid=os.getpid(), started=time.time(), phase="training",
                  epochs_done=epochs_shown)
-    write_json_atomic(run_dir / "progress.json", {"epoch": epochs_shown + 1, "epochs": 100, "batch": 1,
+    write_json_atomic(RunFolder(run_dir).progress_file, {"epoch": epochs_shown + 1, "epochs": 100, "batch": 1,
                                                   "batches": 448, "phase": "training",
                                                   "updated": time.time()})
     # Plotly keeps the base64 arrays it was sent in .data; _fullData holds the decoded traces.
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = make_runs(root, count)
         log(f"wrote {count} runs in {time.perf_counter() - start:.1f}s under {root}")
         model_path, model_kind = prediction_model(True, work)  # any FER model: only load time matters
-        shutil.copyfile(model_path, root / ids[0] / "model.keras")
+        shutil.copyfile(model_path, RunFolder(root / ids[0]).model_file)
         apptest = apptest_runs_page(2 if args.quick else 10)
         log(f"apptest runs page: {apptest}")
         browser = {"skipped": "--quick / --no-browser"} if args.quick or args.no_browser else \

@@ -42,6 +42,7 @@ from bench.common import (
     wait_idle,
     write_result,
 )
+from fer.run_folder import RunFolder
 
 PRESETS = ("mini_xception", "vgg_fer", "seed_cnn_a", "seed_cnn_b", "seed_cnn_c", "vgg16_transfer")
 
@@ -51,7 +52,7 @@ def server_memory(work: Path, runs: int, model_path: Path) -> dict:
 
     root = work / "experiments"
     ids = make_runs(root, runs)
-    shutil.copyfile(model_path, root / ids[0] / "model.keras")
+    shutil.copyfile(model_path, RunFolder(root / ids[0]).model_file)
     server = StreamlitServer({"FER_EXPERIMENTS": str(root), "FER_CACHE": str(work / "cache")},
                              work / "server.log")
     playwright, browser = chromium()
@@ -77,7 +78,7 @@ def server_memory(work: Path, runs: int, model_path: Path) -> dict:
 def worker_memory(preset: str, data: Path, root: Path, batch: int, stop_after: int) -> dict:
     """Peak RSS of a training worker for ``preset`` over a few steps, then a clean SIGTERM stop."""
     from fer.config import TrainConfig
-    from fer.files import read_json
+    from fer.run_folder import RunFolder
     from fer.runs import create_run
 
     config = TrainConfig.for_architecture(preset, data=str(data), epochs=1, batch_size=batch,
@@ -85,12 +86,12 @@ def worker_memory(preset: str, data: Path, root: Path, batch: int, stop_after: i
     run_dir = create_run(config, root, f"mem-{preset}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FER_EXPERIMENTS": str(root)}
     start = time.perf_counter()
-    with open(run_dir / "train.log", "wb") as out:
+    with open(RunFolder(run_dir).log_file, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "fer.train", "--run-dir", str(run_dir)], cwd=ROOT,
                                    env=env, stdout=out, stderr=subprocess.STDOUT)
     peak_seen, steps_seen, deadline = 0.0, 0, time.monotonic() + 900
     while process.poll() is None and time.monotonic() < deadline:
-        progress = read_json(run_dir / "progress.json") or {}
+        progress = RunFolder(run_dir).read_progress()
         steps_seen = int(progress.get("batch") or 0) if progress.get("phase") == "training" else steps_seen
         peak_seen = max(peak_seen, rss_mb(process.pid).get("peak_rss_mb") or 0)
         if steps_seen >= stop_after or progress.get("phase") in ("validating", "evaluating"):
@@ -99,7 +100,7 @@ def worker_memory(preset: str, data: Path, root: Path, batch: int, stop_after: i
         time.sleep(0.1)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    state = (read_json(run_dir / "status.json") or {}).get("state")
+    state = RunFolder(run_dir).read_status().get("state")
     return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "steps_seen": steps_seen, "state": state,
             "seconds": round(time.perf_counter() - start, 1), "batch_size": batch,
             "train_images": batch * 20, "exit_code": process.returncode}

@@ -1,4 +1,8 @@
-"""Training hyperparameters: one frozen dataclass, validated once, saved as config.json."""
+"""Training hyperparameters: one frozen dataclass, validated once, saved as config.json.
+
+Longer than most modules because ``PARAMETERS`` describes every setting (label, help, range,
+choices, page group) in one table, so that validation, the CLI and the Train page never repeat it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A run folder's layout and file formats: the only module that knows its file names.
+"""A run folder's layout and file formats: the only module that knows its file names (and long
+because every file of a run has its reader and writer here, and nowhere else).
 
     experiments/<run-id>/
         config.json              the run's TrainConfig

@@ -1,6 +1,7 @@
 """Plain helpers shared by the Streamlit pages: figure builders, tables and formatting.
 
-Nothing here imports Streamlit or TensorFlow, so every function is testable on its own.
+Nothing here imports Streamlit or TensorFlow, so every function is testable on its own. It is the
+formatting of all four pages in one place, hence its length.
 """
 
 from __future__ import annotations
