@@ -105,7 +105,8 @@ def _cascade():
 _CASCADES = threading.local()
 
 
-def _thread_cascade():
+def face_detector():
+    """This thread's Haar cascade (OpenCV's classifiers are not safe to share between threads)."""
     cascade = getattr(_CASCADES, "cascade", None)
     if cascade is None:
         cascade = _CASCADES.cascade = _cascade()
@@ -137,7 +138,7 @@ def _detect(gray: np.ndarray, scale: float, min_side: int, neighbors: int) -> li
     small = cv2.resize(gray, (round(width * scale), round(height * scale)),
                        interpolation=cv2.INTER_AREA) if scale < 1 else gray
     small = cv2.equalizeHist(small)
-    found = _thread_cascade().detectMultiScale(small, scaleFactor=1.1, minNeighbors=neighbors,
+    found = face_detector().detectMultiScale(small, scaleFactor=1.1, minNeighbors=neighbors,
                                                minSize=(min_side, min_side))
     return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
 

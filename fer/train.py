@@ -212,7 +212,7 @@ def _write_final_status(folder: RunFolder, status: dict[str, Any]) -> None:
     folder.end_progress(status["state"])
 
 
-def _config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hyperparameters (create a new run; defaults per architecture)")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", help="where new runs are created (default: experiments/)")
     parser.add_argument("--name", help="run id for a new run (default: time-architecture-random)")
     parser.add_argument("--detach", action="store_true", help="train in the background and return")
-    _config_flags(parser)
+    add_config_flags(parser)
     args = parser.parse_args(argv)
     if args.run_dir:
         return run_worker(Path(args.run_dir))

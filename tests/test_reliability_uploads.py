@@ -107,12 +107,12 @@ def test_each_thread_detects_faces_with_its_own_detector():
     detector occasionally miss a face (the load test saw 2 in 1600). Each thread gets its own."""
     import threading
 
-    from fer.faces import _thread_cascade
+    from fer.faces import face_detector
 
-    mine = _thread_cascade()
-    assert _thread_cascade() is mine
+    mine = face_detector()
+    assert face_detector() is mine
     others: list[object] = []
-    thread = threading.Thread(target=lambda: others.append(_thread_cascade()))
+    thread = threading.Thread(target=lambda: others.append(face_detector()))
     thread.start()
     thread.join()
     assert others and others[0] is not mine

@@ -11,7 +11,7 @@ import pytest
 
 from fer import CLASSES
 from fer.config import TrainConfig
-from fer.train import _config_flags
+from fer.train import add_config_flags
 from fer.ui import (
     cli_command,
     confusion_figure,
@@ -34,7 +34,7 @@ def test_cli_command_recreates_the_same_config():
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "fer.train"] and words[-2:] == ["--name", "trial-1"]
     parser = argparse.ArgumentParser()
-    _config_flags(parser)
+    add_config_flags(parser)
     parsed = {k: v for k, v in vars(parser.parse_args(words[3:-2])).items() if v is not None}
     assert TrainConfig.for_architecture(parsed.pop("architecture"), **parsed).to_dict() == values
 
