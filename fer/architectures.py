@@ -50,7 +50,7 @@ SEED_B_RECIPE: dict[str, Any] = {
 SEED_B_DIFFERENCES = (
     "Augmentation is flips only. With the notebook's (rotation 20, shifts 0.2, shear 0.2, zoom 0.2) "
     "this network stays at the majority class for its first epochs, as it did in the notebook: "
-    "25.0% PublicTest accuracy after one epoch and 26.7% after two, against 30.2% after one with "
+    "25.0% PublicTest accuracy after one epoch and 26.7% after two, against 30.2% and 38.0% with "
     "flips only (fer-lab on FER2013; see the README). Set those four values to train as the notebook "
     "did. Validation is FER2013's PublicTest, not the notebook's separate validation folder; the "
     "zoom scales both axes by one factor where ImageDataGenerator draws one per axis.")
