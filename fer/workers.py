@@ -49,6 +49,7 @@ def is_alive(run_dir: Path) -> bool:
         os.close(fd)
     return False
 
+
 def acquire_lock(run_dir: Path, timeout: float = 3.0) -> int | None:
     """The worker's exclusive lock (kept until the process exits), or None if another holds it."""
     fd = os.open(RunFolder(run_dir).worker_lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -64,6 +65,7 @@ def acquire_lock(run_dir: Path, timeout: float = 3.0) -> int | None:
                 return None
             time.sleep(0.05)
 
+
 def _pid_running(pid: int | None) -> bool:
     """The process exists and is not a zombie."""
     if not pid:
@@ -73,6 +75,7 @@ def _pid_running(pid: int | None) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
 
 def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
     """The state to show: an active run whose worker is gone is 'interrupted' (or 'stopped' when
@@ -90,8 +93,10 @@ def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
             return "queued"
     return "stopped" if folder.stop_requested() is not None else "interrupted"
 
+
 def worker_command(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "fer.train", "--run-dir", str(run_dir)]
+
 
 def launch(run_dir: Path) -> int:
     """Start the training worker for ``run_dir`` as a background process in its own session.
@@ -121,6 +126,7 @@ def launch(run_dir: Path) -> int:
     # Reap the child when it exits so no zombie is left behind in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()
     return process.pid
+
 
 def stop(run_dir: Path, wait: float = 0.0) -> bool:
     """Ask the run's worker to stop: a ``stop-requested`` file, then SIGTERM to its process group.
@@ -156,6 +162,7 @@ def stop(run_dir: Path, wait: float = 0.0) -> bool:
         time.sleep(0.1)
     return True
 
+
 def resume(run_dir: Path) -> int:
     """Continue a stopped, failed or interrupted run from its last completed epoch."""
     run_dir = Path(run_dir)
@@ -166,6 +173,7 @@ def resume(run_dir: Path) -> int:
     if state == "interrupted":
         RunFolder(run_dir).write_status(state="interrupted", error="the worker process died unexpectedly")
     return launch(run_dir)
+
 
 def delete(run_dir: Path) -> None:
     """Remove a run folder; refuses while the run is training."""
