@@ -59,7 +59,7 @@ def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session
     assert len({run.name[:15] for run in runs}) < 3  # at least two were created in the same second
 
     server = subprocess.run(
-        [sys.executable, "-c", "import os, sys\nfrom fer.runs import launch\n"
+        [sys.executable, "-c", "import os, sys\nfrom fer.workers import launch\n"
                                "for run in sys.argv[1:]: launch(run)\nos.kill(os.getpid(), 9)",
          *map(str, runs)], cwd=PROJECT_ROOT, env=worker_env(), timeout=120, check=False)
     assert server.returncode == -signal.SIGKILL
