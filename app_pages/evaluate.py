@@ -9,9 +9,10 @@ from pathlib import Path
 import streamlit as st
 
 from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
+from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
-from fer.evaluate import eval_dir, read_evaluation, read_misclassified
+from fer.evaluate import eval_dir, read_evaluation_checked, read_misclassified
 from fer.run_folder import ACTIVE_STATES, METRICS, MISCLASSIFIED, RunError, RunFolder
 from fer.runs import list_runs, run_path
 from fer.tta import TTA_MODES
@@ -84,6 +85,9 @@ def evaluate_with_tta(folder: Path, mode: str) -> None:
     st.info(f"This model has not been evaluated with {TTA_TITLES[mode].lower()} test-time "
             f"augmentation yet: the model sees {TTA_MODES[mode]} of every validation and test face "
             "and their predictions are averaged. This takes a minute or so on a CPU.")
+    if not actions_allowed():
+        sign_in_notice("run an evaluation")
+        return
     if not st.button(f"Evaluate with {TTA_TITLES[mode].lower()} TTA", key=f"evaluate.run_tta.{mode}",
                      type="primary"):
         return
@@ -101,6 +105,14 @@ def evaluate_with_tta(folder: Path, mode: str) -> None:
     st.rerun()
 
 
+def damaged_evaluation(problems: list[str]) -> None:
+    """The problems of a damaged metrics.json (nothing when there are none)."""
+    if problems:
+        listed = "\n".join(f"- {escape_markdown(problem)}" for problem in problems[:20])
+        st.error(f"This evaluation's files are damaged and are not shown; evaluating again replaces "
+                 f"them.\n{listed}")
+
+
 def no_evaluation(folder: Path) -> None:
     try:
         shown = folder.relative_to(PROJECT_ROOT)
@@ -115,7 +127,7 @@ def no_evaluation(folder: Path) -> None:
 
 
 def summary(folder: Path, metrics: dict, baseline: dict | None = None) -> None:
-    config = RunFolder(folder).read_config_values() or {}
+    config, _ = RunFolder(folder).read_config_checked()
     architecture = ARCHITECTURES.get(config.get("architecture", ""))
     if architecture:
         st.caption(f"{architecture.title} · up to {config.get('epochs', '?')} epochs · "
@@ -197,8 +209,9 @@ requested = requested_source(known) if SOURCE not in st.session_state else None
 key = st.selectbox("Model", keys, index=keys.index(requested) if requested else 0, key=SOURCE,
                    format_func=lambda k: known[k][0], on_change=sync_query_params)
 folder = known[key][1]
-baseline = read_evaluation(folder)
-if not baseline or "splits" not in baseline:
+baseline, problems = read_evaluation_checked(folder)
+if baseline is None:
+    damaged_evaluation(problems)
     no_evaluation(folder)
     st.stop()
 
@@ -206,8 +219,9 @@ mode = st.segmented_control(
     "Test-time augmentation", list(TTA_MODES), default="none", required=True, key="evaluate.tta",
     format_func=TTA_TITLES.get,
     help="; ".join(f"{TTA_TITLES[name]}: {text}" for name, text in TTA_MODES.items()))
-metrics = baseline if mode == "none" else read_evaluation(folder, mode)
-if not metrics or "splits" not in metrics:
+metrics, problems = (baseline, []) if mode == "none" else read_evaluation_checked(folder, mode)
+if metrics is None:
+    damaged_evaluation(problems)
     evaluate_with_tta(folder, mode)
     st.stop()
 

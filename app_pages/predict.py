@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from fer import CLASSES
+from fer.access import actions_allowed, sign_in_notice
 from fer.run_folder import RunFolder
 from fer.ui import TTA_TITLES, draw_boxes, probability_figure, upscale
 
@@ -27,7 +28,10 @@ def model_file(path: Path) -> Path:
 
 
 def uploads() -> list[tuple[str, str, bytes]]:
-    """(id, name, bytes) of every uploaded or camera image."""
+    """(id, name, bytes) of every uploaded or camera image; none (and no widgets) unless allowed."""
+    if not actions_allowed():
+        sign_in_notice("upload photos or use the camera")
+        return []
     upload_tab, camera_tab = st.tabs(["Upload photos", "Camera"])
     with upload_tab:
         files = st.file_uploader("Photos with faces", type=IMAGE_TYPES, accept_multiple_files=True,
@@ -104,7 +108,7 @@ except (ModelError, OSError) as exc:
     st.stop()
 
 images = uploads()
-if not images:
+if not images and actions_allowed():
     st.caption("Upload one or more photos, or take one with the camera.")
 for file_id, name, data in images:
     with st.container(border=True):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
+from fer.queue import max_runs, queue_positions
 from fer.run_folder import ACTIVE_STATES, METRICS, RESUMABLE_STATES, RunError, RunFolder
-from fer.runs import RunSummary, list_runs, load_run, run_path
+from fer.runs import RunSummary, experiments_dir, list_runs, load_run, run_path
 from fer.ui import (
     comparison_frame,
     curve_figure,
+    escape_markdown,
     percent,
     read_run_file,
     run_file,
@@ -40,20 +43,28 @@ def forget(run_id: str) -> None:
 
 def act(action: str, run_id: str) -> None:
     """Stop, resume or delete a run (a button callback); errors become messages, not tracebacks."""
+    if not actions_allowed():  # the buttons are disabled too, but a click may still reach the server
+        flash("warning", f"Sign in to {action} runs: run {run_id} was left as it is.")
+        st.session_state[CHANGED] = True
+        return
     try:
         path = run_path(run_id)
         if action == "stop":
+            waiting = load_run(path).status.get("pid") is None
             stopped = stop(path)
             flash("info" if stopped else "warning",
-                  f"Asked run {run_id} to stop after the current batch." if stopped
+                  (f"Removed run {run_id} from the queue." if waiting else
+                   f"Asked run {run_id} to stop after the current batch.") if stopped
                   else f"Run {run_id} was not training.")
         elif action == "resume":
             resume(path)
             flash("success", f"Resumed run {run_id}.")
         elif action == "delete":
-            delete(path)
+            kept = delete(path)
             forget(run_id)
-            flash("success", f"Deleted run {run_id}.")
+            flash("success", f"Deleted run {run_id}." if kept is None else
+                  f"Deleted run {run_id}: it was a link, now removed; the folder it pointed to is "
+                  f"kept at `{kept}`.")
     except (RunError, OSError) as exc:
         flash("error", str(exc))
     st.session_state[CHANGED] = True
@@ -75,9 +86,12 @@ def requested_runs(known: list[str]) -> list[str]:
     return valid
 
 
-def status_line(run: RunSummary) -> str:
+def status_line(run: RunSummary, queue: dict[str, int]) -> str:
     s, c = run.status, run.config
     parts = [state_badge(run.state)]
+    if run.run_id in queue:
+        parts.append(f"place {queue[run.run_id]} in the queue ({max_runs(experiments_dir())} "
+                     "run(s) train at once; set it in the sidebar)")
     if run.state in ACTIVE_STATES and s.get("phase"):
         parts.append(str(s["phase"]))
     parts.append(f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')} epochs")
@@ -85,7 +99,7 @@ def status_line(run: RunSummary) -> str:
         parts.append(f"best val accuracy {percent(s['best_val_accuracy'])} (epoch {s.get('best_epoch')})")
     if s.get("test_accuracy") is not None:
         parts.append(f"test accuracy {percent(s['test_accuracy'])}")
-    minutes = run_row(run)["duration (min)"]
+    minutes = run_row(run, queue)["duration (min)"]
     if minutes is not None:
         parts.append(f"{minutes} min")
     return " · ".join(parts)
@@ -105,19 +119,20 @@ def progress_bar(run: RunSummary) -> None:
 
 def run_actions(run: RunSummary) -> None:
     active = run.state in ACTIVE_STATES
+    locked = not actions_allowed()  # act() checks again: disabling a button is only a courtesy
     with st.container(horizontal=True, vertical_alignment="center"):
         if active:
-            st.button("Stop", key=f"stop.{run.run_id}", icon=":material/stop:",
+            st.button("Stop", key=f"stop.{run.run_id}", icon=":material/stop:", disabled=locked,
                       on_click=act, args=("stop", run.run_id))
         if run.state in RESUMABLE_STATES:
-            st.button("Resume", key=f"resume.{run.run_id}", icon=":material/play_arrow:",
+            st.button("Resume", key=f"resume.{run.run_id}", icon=":material/play_arrow:", disabled=locked,
                       on_click=act, args=("resume", run.run_id))
         if not active:
-            with st.popover("Delete", icon=":material/delete:"):
+            with st.popover("Delete", icon=":material/delete:", disabled=locked):
                 confirmed = st.checkbox(f"Yes, delete {run.run_id} and all its files",
                                         key=f"confirm.{run.run_id}")
                 st.button("Delete permanently", key=f"delete.{run.run_id}", type="primary",
-                          disabled=not confirmed, on_click=act, args=("delete", run.run_id))
+                          disabled=locked or not confirmed, on_click=act, args=("delete", run.run_id))
         folder = RunFolder(run.path)
         for name in (folder.model_file.name, folder.history_file.name):
             if run_file(run.path, name) is not None:
@@ -131,11 +146,20 @@ def run_actions(run: RunSummary) -> None:
                          query_params={"run": run.run_id})
 
 
-def run_card(run: RunSummary) -> None:
+def damaged_notice(run: RunSummary) -> None:
+    problems = "\n".join(f"- {escape_markdown(problem)}" for problem in run.problems[:20])
+    more = f"\n- … and {len(run.problems) - 20} more" if len(run.problems) > 20 else ""
+    st.error(f"The files of this run are damaged, so it cannot be resumed; what was read is shown. "
+             f"Fix the files by hand or delete the run.\n{problems}{more}")
+
+
+def run_card(run: RunSummary, queue: dict[str, int]) -> None:
     with st.container(border=True):
         architecture = ARCHITECTURES.get(run.architecture)
         st.markdown(f"#### {run.run_id}")
-        st.markdown(status_line(run))
+        st.markdown(status_line(run, queue))
+        if run.problems:
+            damaged_notice(run)
         row = run_row(run)
         details = [architecture.title if architecture else run.architecture,
                    f"{row['backend']} on {row['device']}" if row["device"] else row["backend"]]
@@ -169,8 +193,9 @@ def live_view(run_ids: list[str], was_active: bool) -> None:
     accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))
     if not any(len(history) for history in histories.values()):
         st.caption("No completed epoch yet; the curves appear after the first one.")
+    queue = queue_positions(experiments_dir()) if any(run.state == "queued" for run in runs) else {}
     for run in runs:
-        run_card(run)
+        run_card(run, queue)
     st.markdown("**Settings and results**")
     st.table(comparison_frame(runs))
 
@@ -186,11 +211,15 @@ if not runs:
     st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
-st.dataframe(runs_table([run_row(run) for run in runs]), hide_index=True, placeholder="–", column_config={
+queue = queue_positions(experiments_dir()) if any(run.state == "queued" for run in runs) else {}
+rows = [run_row(run, queue) for run in runs]
+st.dataframe(runs_table(rows), hide_index=True, placeholder="–", column_config={
     "best val acc": st.column_config.NumberColumn(format="%.1f%%"),
     "test acc": st.column_config.NumberColumn(format="%.1f%%"),
 })
 st.button("Refresh", icon=":material/refresh:")
+if not actions_allowed():
+    sign_in_notice("stop, resume or delete runs")
 
 known = [run.run_id for run in runs]
 if SELECTED in st.session_state:

@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES, architecture_names
 from fer.backends import installed_backends
 from fer.config import (
@@ -24,12 +25,14 @@ from fer.data import (
     SPLIT_TITLES,
     DataError,
     DatasetSummary,
+    check_data_allowed,
     default_data_location,
     resolve_location,
     summarize_dataset,
 )
+from fer.queue import max_runs, queue_positions
 from fer.run_folder import RunError
-from fer.runs import create_run, run_path
+from fer.runs import create_run, experiments_dir, run_path
 from fer.ui import cli_command, dataset_counts_frame, escape_markdown, format_param_count
 from fer.workers import launch
 
@@ -50,6 +53,7 @@ INSTALL_COMMANDS = {"tensorflow": "pip install -r requirements.txt",
                     "jax": "pip install -r requirements-jax.txt"}
 TOKEN = "train.submission"  # one token per form submission; a launch consumes it
 LAUNCHED = "train.launched"
+QUEUED = "train.queued"  # the launched run's place in the queue (None: it started at once)
 ERRORS = "train.errors"
 
 
@@ -105,6 +109,9 @@ def launch_run(token: str) -> None:
     """Create and start a run, once per form submission (a double click starts one run)."""
     if token is None or st.session_state.get(TOKEN) != token:
         return
+    if not actions_allowed():  # the button is disabled too, but a click may still reach the server
+        st.session_state[ERRORS] = ["sign in first: only signed-in users may launch training"]
+        return
     st.session_state[TOKEN] = None
     architecture = st.session_state["train.architecture"]
     values = form_values(architecture, st.session_state.get("train.data", ""))
@@ -116,7 +123,7 @@ def launch_run(token: str) -> None:
             raise ConfigError([problem])
         if name:
             run_path(name)  # a clear message for a bad name before anything is created
-        resolve_location(config.data or None)
+        resolve_location(check_data_allowed(config.data))  # only data/, FER_DATA, FER_DATA_ROOTS
         run_dir = create_run(config, run_id=name or None)
     except ConfigError as exc:
         st.session_state[ERRORS] = exc.problems
@@ -127,11 +134,13 @@ def launch_run(token: str) -> None:
         st.session_state[TOKEN] = token
         return
     try:
-        launch(run_dir)
+        pid = launch(run_dir)
     except (RunError, OSError) as exc:
         st.session_state[ERRORS] = [f"run {run_dir.name} was created but did not start: {exc}; "
                                     "resume it from the Runs page"]
+        pid = None
     st.session_state[LAUNCHED] = run_dir.name
+    st.session_state[QUEUED] = queue_positions(run_dir.parent).get(run_dir.name) if pid is None else None
 
 
 @st.cache_data(ttl=30, show_spinner="Reading the dataset…")
@@ -140,12 +149,17 @@ def dataset_summary(location: str, validation_split: float, seed: int) -> Datase
 
 
 def dataset_section(data: str, validation_split: float, seed: int) -> None:
-    if st.button("Check dataset", icon=":material/fact_check:"):
+    allowed = actions_allowed()  # checking reads any path on the server: an action, not reading
+    if st.button("Check dataset", icon=":material/fact_check:", disabled=not allowed) and allowed:
         st.session_state["train.checked"] = data
+    if not allowed:
+        sign_in_notice("check a dataset or launch training")
+        return
     if st.session_state.get("train.checked") != data:
         return
     try:
-        summary = dataset_summary(data.strip(), validation_split, seed)
+        # Refused before anything is read, so the page never tells what lies outside the roots.
+        summary = dataset_summary(str(check_data_allowed(data)), validation_split, seed)
     except DataError as exc:
         st.error(str(exc))
         return
@@ -167,7 +181,8 @@ data = st.text_input(
     PARAMETERS["data"].label, key="train.data", on_change=new_submission,
     placeholder=str(default_location) if default_location else "no dataset found; enter a path",
     help="A folder with train/<emotion>/ and test/<emotion>/, a .tar.gz of it, or fer2013.csv. "
-         "Empty uses the default shown in grey.",
+         "Empty uses the default shown in grey. Only paths inside data/, FER_DATA or a folder "
+         "listed in FER_DATA_ROOTS are read.",
 )
 # The split depends on two advanced settings; their widgets come later, so read their state.
 current = form_values(st.session_state.get("train.architecture", architecture_names()[0]), data)
@@ -208,14 +223,21 @@ backend_problem = missing_backend(form_values(architecture, data)["backend"])
 if backend_problem:
     st.error(f"Cannot launch: {backend_problem} (or pick another Keras backend under **Hardware**).")
 st.button("Launch training", type="primary", icon=":material/rocket_launch:", on_click=launch_run,
-          args=(token,), disabled=token is None or backend_problem is not None,
+          args=(token,), disabled=token is None or backend_problem is not None or not actions_allowed(),
           help="Starts a background worker; this form is ready again once you change a setting.")
+if not actions_allowed():
+    st.caption("Sign in (under **Dataset** or in the sidebar) to launch training.")
 errors = st.session_state.pop(ERRORS, None)
 if errors:
     st.error("Cannot launch:\n" + "\n".join(f"- {problem}" for problem in errors))
 launched = st.session_state.get(LAUNCHED)
 if launched:
-    st.success(f"Launched run **{launched}**.")
+    place = st.session_state.get(QUEUED)
+    if place:
+        st.success(f"Queued run **{launched}** at place {place}: {max_runs(experiments_dir())} run(s) "
+                   "train at once (set it in the sidebar); it starts when a run ends.")
+    else:
+        st.success(f"Launched run **{launched}**.")
     st.page_link("app_pages/runs.py", label="Watch it on the Runs page", icon=":material/monitoring:",
                  query_params={"run": launched})
     if token is None:

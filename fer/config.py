@@ -7,7 +7,6 @@ choices, page group) in one table, so that validation, the CLI and the Train pag
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,12 +249,14 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
+        from fer.files import load_json
+
         try:
-            values = json.loads(Path(path).read_text())
+            values = load_json(path)
         except FileNotFoundError:
             raise ConfigError([f"{path} does not exist"]) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError([f"{path} is not valid JSON ({exc})"]) from None
+        except OSError as exc:  # not a regular file, too large, not JSON (never quoted)
+            raise ConfigError([f"{path}: {exc}"]) from None
         return cls.from_dict(values)
 
 

@@ -15,6 +15,7 @@ Every dataset form and split rule lives here, so no other module knows them; hen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -29,6 +30,12 @@ from PIL import Image
 
 from fer import CLASSES, IMAGE_SIZE, PROJECT_ROOT
 
+DATA_DIR = PROJECT_ROOT / "data"
+# Folders (os.pathsep-separated) the app may read datasets from, besides data/ and FER_DATA.
+DATA_ROOTS_ENV = "FER_DATA_ROOTS"
+OUTSIDE_ROOTS = ("datasets are read only from data/, FER_DATA and FER_DATA_ROOTS; "
+                 "add the folder to FER_DATA_ROOTS to use it")
+CSV_FORMAT = "a fer2013.csv needs the columns emotion, pixels and Usage"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 SPLIT_TITLES = {"train": "Training", "val": "Validation (PublicTest)", "test": "Test (PrivateTest)"}
@@ -80,28 +87,70 @@ def default_data_location() -> Path | None:
     """``FER_DATA``, else FER2013 in ``data/`` of the project; None if none."""
     if os.environ.get("FER_DATA"):
         return Path(os.environ["FER_DATA"]).expanduser()
-    candidates = [
-        PROJECT_ROOT / "data" / "fer2013_images.tar.gz",
-        PROJECT_ROOT / "data" / "fer2013.csv",
-        PROJECT_ROOT / "data",
-    ]
+    candidates = [DATA_DIR / "fer2013_images.tar.gz", DATA_DIR / "fer2013.csv", DATA_DIR]
     for candidate in candidates:
         if candidate.exists():
             return candidate
     return None
 
 
+def _given_or_default(location: str | os.PathLike | None) -> Path:
+    """What a user typed, or the default location when empty; a DataError when there is neither."""
+    if location is not None and str(location).strip() != "":
+        return Path(str(location).strip())
+    found = default_data_location()
+    if found is None:
+        raise DataError(
+            "no dataset given and none found: set FER_DATA, pass --data, or put FER2013 "
+            f"(fer2013_images.tar.gz, fer2013.csv or train/+test/ folders) in {DATA_DIR}"
+        )
+    return found
+
+
+def _real_path(path: Path) -> Path:
+    """``path`` with ``~``, symlinks and ``..`` resolved, whether it exists or not."""
+    with contextlib.suppress(RuntimeError):  # ~someone who is not a user here: keep it as typed
+        path = path.expanduser()
+    return Path(os.path.realpath(path))
+
+
+def allowed_data_roots() -> list[Path]:
+    """The folders (or file) the app may read datasets from, symlinks resolved.
+
+    ``data/`` of the project, ``FER_DATA`` (a folder or one file) and every folder listed in
+    ``FER_DATA_ROOTS`` (separated by ``os.pathsep``). The command line is not limited to these.
+    """
+    roots = [DATA_DIR]
+    if os.environ.get("FER_DATA", "").strip():
+        roots.append(Path(os.environ["FER_DATA"].strip()))
+    extra = os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep)
+    roots += [Path(entry.strip()) for entry in extra if entry.strip()]
+    return [_real_path(root) for root in roots if "\0" not in str(root)]
+
+
+def check_data_allowed(location: str | os.PathLike | None) -> Path:
+    """The dataset path the app may read for ``location`` (empty = the default), else a DataError.
+
+    The path is resolved (``~``, symlinks, ``..``) and must lie inside :func:`allowed_data_roots`.
+    Nothing else about it is looked at first, so the refusal is the same whether the path
+    exists or not. Returns the resolved path, for the caller to read.
+    """
+    path = _given_or_default(location)
+    refusal = f"dataset path {str(path)!r} is outside the allowed folders: {OUTSIDE_ROOTS}"
+    if "\0" in str(path):
+        raise DataError(refusal)
+    real = _real_path(path)
+    if not any(real.is_relative_to(root) for root in allowed_data_roots()):
+        raise DataError(refusal)
+    return real
+
+
 def resolve_location(location: str | os.PathLike | None) -> Path:
-    """Turn what a user typed (or nothing) into a readable folder or CSV, unpacking archives."""
-    if location is None or str(location).strip() == "":
-        found = default_data_location()
-        if found is None:
-            raise DataError(
-                "no dataset given and none found: set FER_DATA, pass --data, or put FER2013 "
-                f"(fer2013_images.tar.gz, fer2013.csv or train/+test/ folders) in {PROJECT_ROOT / 'data'}"
-            )
-        location = found
-    path = Path(str(location).strip()).expanduser()
+    """Turn what a user typed (or nothing) into a readable folder or CSV, unpacking archives.
+
+    Any path is read: the app checks it with :func:`check_data_allowed` first.
+    """
+    path = _given_or_default(location).expanduser()
     if "\0" in str(path):
         raise DataError(f"dataset path {str(path)!r} contains a NUL character")
     if not path.exists():
@@ -136,7 +185,8 @@ def unpack_archive(archive: Path) -> Path:
             tar.extractall(tmp, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"could not unpack {archive}: {exc}") from None
+        raise DataError(f"could not unpack {archive}: {_failure(exc)}; expected a .tar.gz of "
+                        "train/ and test/ whose members stay inside it") from None
     try:
         tmp.rename(target)
     except OSError:
@@ -145,6 +195,14 @@ def unpack_archive(archive: Path) -> Path:
         if not target.is_dir():
             raise
     return target
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong, without the text of the exception: that may quote the file (a CSV line,
+    an archive member's name)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # e.g. "Permission denied", "No space left on device"
+    return type(exc).__name__
 
 
 def _find_image_root(path: Path) -> Path:
@@ -282,13 +340,11 @@ def _load_csv(path: Path) -> Dataset:
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"could not read {path} as CSV: {exc}") from None
-    required = {"emotion", "pixels", "Usage"}
-    if not required <= set(frame.columns):
-        raise DataError(
-            f"{path} has columns {', '.join(map(str, frame.columns))}; a fer2013.csv needs "
-            "emotion, pixels and Usage"
-        )
+        raise DataError(f"could not read {path} as CSV ({_failure(exc)}); {CSV_FORMAT}") from None
+    missing = [name for name in ("emotion", "pixels", "Usage") if name not in frame.columns]
+    if missing:
+        # Never the columns it has: the header of any CSV would be shown to whoever typed the path.
+        raise DataError(f"{path} is not a fer2013.csv: it has no {', '.join(missing)} column; {CSV_FORMAT}")
     pixels = frame["pixels"].astype(str).str.split()
     lengths = pixels.map(len)
     wrong = np.flatnonzero(lengths.to_numpy() != IMAGE_SIZE * IMAGE_SIZE)
@@ -300,18 +356,19 @@ def _load_csv(path: Path) -> Dataset:
     try:
         images = np.array(pixels.tolist(), dtype=np.float64)
         labels = frame["emotion"].to_numpy().astype(np.int64)
-    except ValueError as exc:
-        raise DataError(f"{path}: non-numeric pixels or emotion values ({exc})") from None
+    except ValueError:
+        raise DataError(f"{path}: non-numeric pixels or emotion values; both must be whole numbers "
+                        "(pixels: 2304 values 0..255 separated by spaces)") from None
     if images.min() < 0 or images.max() > 255:
         raise DataError(f"{path}: pixel values must be in 0..255")
     if labels.min() < 0 or labels.max() >= len(CLASSES):
         raise DataError(f"{path}: emotion values must be 0..{len(CLASSES) - 1}")
     images = images.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     usage = frame["Usage"].astype(str).to_numpy()
-    unknown = sorted(set(usage) - {"Training", "PublicTest", "PrivateTest"})
-    if unknown:
-        raise DataError(f"{path}: unknown Usage value(s) {unknown}; "
-                        "expected Training, PublicTest, PrivateTest")
+    unknown = np.flatnonzero(~np.isin(usage, ["Training", "PublicTest", "PrivateTest"]))
+    if len(unknown):
+        raise DataError(f"{path}: row {int(unknown[0])} has an unknown Usage value; {len(unknown)} "
+                        "row(s) do; expected Training, PublicTest or PrivateTest")
 
     def take(kind: str) -> Split:
         index = np.flatnonzero(usage == kind)

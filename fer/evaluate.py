@@ -106,19 +106,72 @@ def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, fl
             "test_accuracy": result["splits"]["test"]["accuracy"]}
 
 
-def read_evaluation(run_dir: Path, tta: str = "none") -> dict[str, Any] | None:
-    from fer.files import read_json
+# The largest misclassified.npz that is read (all 7,178 FER2013 test faces take about 17 MB).
+MISCLASSIFIED_MAX_BYTES = 256 << 20
 
-    return read_json(eval_dir(run_dir, tta) / METRICS)
+
+def read_evaluation(run_dir: Path, tta: str = "none") -> dict[str, Any] | None:
+    """The evaluation's metrics.json, checked; None when there is none or it is damaged."""
+    return read_evaluation_checked(run_dir, tta)[0]
+
+
+def read_evaluation_checked(run_dir: Path, tta: str = "none") -> tuple[dict[str, Any] | None, list[str]]:
+    """(metrics.json checked against fer.schemas.METRICS_SCHEMA, its problems): (None, []) when
+    the model has no such evaluation, (None, problems) when its file is damaged."""
+    from fer.files import load_json
+    from fer.schemas import METRICS_SCHEMA, checked
+
+    try:
+        raw = load_json(eval_dir(run_dir, tta) / METRICS)
+    except FileNotFoundError:
+        return None, []
+    except OSError as exc:
+        return None, [str(exc)]
+    metrics, problems = checked(raw, METRICS_SCHEMA, METRICS)
+    if problems or metrics is None:
+        return None, problems
+    classes = metrics.get("classes", CLASSES)
+    for split, result in metrics["splits"].items():
+        matrix = result["confusion_matrix"]
+        if len(matrix) != len(classes) or any(len(row) != len(classes) for row in matrix):
+            problems.append(f"{METRICS}: splits.{split}.confusion_matrix is not "
+                            f"{len(classes)} x {len(classes)} (one row and column per class)")
+    return (None, problems) if problems else (metrics, [])
 
 
 def read_misclassified(run_dir: Path, tta: str = "none") -> dict[str, np.ndarray] | None:
+    """The misclassified test faces of an evaluation; None when missing or damaged."""
+    from fer.files import FileProblem, is_regular_file
+
     path = eval_dir(run_dir, tta) / MISCLASSIFIED
     try:
+        if not is_regular_file(path):
+            return None
+        if path.stat().st_size > MISCLASSIFIED_MAX_BYTES:
+            raise FileProblem(f"{MISCLASSIFIED} is too large")
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError):
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError):
         return None
+    return arrays if _valid_misclassified(arrays) else None
+
+
+def _valid_misclassified(arrays: dict[str, np.ndarray]) -> bool:
+    """Faces (n, 48, 48) with n true and predicted class indices and n confidences."""
+    try:
+        images, true = arrays["images"], arrays["true"]
+        predicted, confidence = arrays["predicted"], arrays["confidence"]
+    except KeyError:
+        return False
+    n = len(true)
+    if images.ndim not in (3, 4) or len(images) != n or images.shape[1:3] != (48, 48):
+        return False
+    if len(predicted) != n or len(confidence) != n or not n:
+        return n == 0 and len(predicted) == len(confidence) == len(images) == 0
+    if not (np.issubdtype(true.dtype, np.integer) and np.issubdtype(predicted.dtype, np.integer)):
+        return False
+    return bool(true.min() >= 0 and predicted.min() >= 0 and max(true.max(), predicted.max()) < len(CLASSES)
+                and np.isfinite(confidence.astype(float)).all())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if split_name is None:
         parser.error(f"--split {args.split!r} is unknown; use private, public or train")
     try:
+        # A missing, damaged or non-regular model file, or one whose outputs are not probabilities
+        # (NaN weights), is a ModelError: one line on stderr and exit code 2, as for bad data.
         predictor = Predictor.load(args.model or None)
         dataset = load_dataset(args.data or None)
-    except (DataError, ModelError) as exc:
+    except (DataError, ModelError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     split = dataset.split(split_name)

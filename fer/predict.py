@@ -1,12 +1,17 @@
 """From a photo to per-class probabilities: the ``Predictor``.
 
 ``Predictor.load()`` loads the shipped default model (or any run's ``model.keras``) with Keras'
-``safe_mode=True``. Finding and cropping faces: ``fer.faces``; test-time augmentation views:
-``fer.tta``.
+``safe_mode=True`` after checking that the path is a regular file holding a whole .keras (zip)
+archive, and refuses a model whose outputs on a small probe batch are not probabilities (NaN
+weights). Finding and cropping faces: ``fer.faces``; test-time augmentation views: ``fer.tta``.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,17 +44,51 @@ class FaceResult:
 # ``model.predict`` in batches of this size.
 DIRECT_CALL_MAX_FACES = 256
 
+# How far a probe output may stray from a probability distribution: loose enough for a float16 or
+# bfloat16 softmax, tight enough to refuse logits or per-class sigmoids.
+PROBABILITY_TOLERANCE = 1e-2
+REMEDY = "retrain the model or pick another one"  # ends the message of every damaged model
+
 
 def resolve_model_path(model: str | Path | None) -> Path:
     """The .keras file for ``model``: None (shipped default), a run folder, or a .keras file."""
     path = RunFolder(DEFAULT_MODEL_DIR).model_file if model in (None, "") else Path(model)
     if path.is_dir():
         path = RunFolder(path).model_file
-    if not path.is_file():
-        raise ModelError(f"no model at {path}")
+    _check_regular_file(path)
     if path.suffix != ".keras":
         raise ModelError(f"{path} is not a .keras model file (other formats are not loaded)")
+    _check_archive(path)
     return path
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuse a missing path, and a pipe, socket or device before anything opens it (reading a
+    named pipe blocks until something writes to it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ModelError(f"no model at {path}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ModelError(f"cannot read the model at {path}: {exc}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"refused {path}: it is not a regular file (a folder, pipe, socket or device), "
+                         "so it was not opened")
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse an empty or truncated file, or one that is not a zip archive (a .keras file is one)."""
+    try:
+        with open(path, "rb") as file:
+            empty = os.fstat(file.fileno()).st_size == 0
+            archive = not empty and zipfile.is_zipfile(file)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model at {path}: {exc}") from None
+    if empty:
+        raise ModelError(f"{path} is damaged: the file is empty; {REMEDY}")
+    if not archive:
+        raise ModelError(f"{path} is damaged: it is incomplete (cut short, e.g. by a full disk or an "
+                         f"interrupted copy) or not a .keras archive; {REMEDY}")
 
 
 class Predictor:
@@ -69,17 +108,28 @@ class Predictor:
         try:
             loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
         except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
-            text = str(exc)
-            if "Lambda" in text or "safe_mode" in text:
-                raise ModelError(f"refused {path}: it contains a Lambda layer (arbitrary code), "
-                                 "which is never loaded") from None
-            raise ModelError(f"could not load {path}: "
-                             f"{text.splitlines()[0] if text else type(exc).__name__}") from None
+            raise _load_error(path, exc) from None
         inputs, outputs = tuple(loaded.input_shape), tuple(loaded.output_shape)
         if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
             raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
                              f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
-        return cls(loaded, path, describe_model(path), _trained_crop(path) or TEN_CROP_SIZE)
+        predictor = cls(loaded, path, describe_model(path), _trained_crop(path) or TEN_CROP_SIZE)
+        predictor.check_outputs()
+        return predictor
+
+    def check_outputs(self) -> None:
+        """Refuse a model whose outputs on a small probe batch are not probabilities (NaN or infinite
+        weights give NaN for every face). The probe goes through ``_predict``, the path every
+        prediction takes on either backend, and traces (or compiles) it once for later calls."""
+        faces = probe_faces()
+        try:
+            outputs = np.asarray(self._predict(faces), dtype=np.float64)
+        except Exception as exc:  # noqa: BLE001 - a backend raises many types for a broken graph
+            raise ModelError(f"{self.path} could not run on a test face: {_first_line(exc)}; "
+                             f"{REMEDY}") from None
+        problem = probability_problem(outputs, len(faces))
+        if problem:
+            raise ModelError(f"{self.path} gives no valid probabilities {problem}")
 
     def predict_faces(self, faces: np.ndarray, tta: str = "none") -> np.ndarray:
         """Probabilities (n, 7) for 48x48 grayscale faces (raw 0-255 pixels).
@@ -176,6 +226,47 @@ def _jax_call(model):
         return np.asarray(stateless(trainable, non_trainable, batch))[:count]
 
     return call
+
+
+def probe_faces() -> np.ndarray:
+    """The probe batch (2, 48, 48, 1) of raw pixels: a mid-grey face and deterministic noise."""
+    grey = np.full((IMAGE_SIZE, IMAGE_SIZE), 128, dtype=np.float32)
+    noise = np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    return np.stack([grey, noise])[..., None]
+
+
+def probability_problem(outputs: np.ndarray, count: int) -> str:
+    """What keeps ``outputs`` from being ``count`` rows of class probabilities, as "(what): why";
+    "" when nothing does."""
+    if outputs.shape != (count, len(CLASSES)):
+        return f"(outputs of shape {outputs.shape}, expected {(count, len(CLASSES))}): {REMEDY}"
+    if not np.isfinite(outputs).all():
+        return f"(NaN or infinite outputs): its weights are damaged; {REMEDY}"
+    not_softmax = f"its last layer is not a softmax over the {len(CLASSES)} classes; {REMEDY}"
+    if outputs.min() < -PROBABILITY_TOLERANCE or outputs.max() > 1 + PROBABILITY_TOLERANCE:
+        return f"(outputs from {outputs.min():.3g} to {outputs.max():.3g}, not in [0, 1]): {not_softmax}"
+    sums = outputs.sum(axis=1)
+    worst = sums[np.abs(sums - 1).argmax()]
+    if abs(worst - 1) > PROBABILITY_TOLERANCE:
+        return f"(a row sums to {worst:.3g}, not 1): {not_softmax}"
+    return ""
+
+
+def _load_error(path: Path, exc: Exception) -> ModelError:
+    """A clear ModelError for what ``keras.saving.load_model`` raised on ``path``."""
+    text = str(exc)
+    if "Lambda" in text or "safe_mode" in text:
+        return ModelError(f"refused {path}: it contains a Lambda layer (arbitrary code), "
+                          "which is never loaded")
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)) or "no item named" in text:
+        return ModelError(f"{path} is damaged: its archive is corrupt or not a .keras model "
+                          f"({_first_line(exc)}); {REMEDY}")
+    return ModelError(f"could not load {path}: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().strip('"')
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _trained_crop(path: Path) -> int:

@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import io
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from fer.config import ConfigError, TrainConfig
-from fer.files import read_json, write_json_atomic
+from fer.files import load_json, read_bytes, read_json, read_tail, write_json_atomic
+from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, checked
 
 # The states status.json records. "created": never started; "interrupted" is never written by a
 # worker: it is what an active state reads as once its worker is gone (fer.workers.effective_state).
@@ -45,6 +47,8 @@ RESUMABLE_STATES = ("stopped", "failed", "interrupted", "created")
 
 # The end of a worker's log that the pages show: enough for a traceback, never the whole file.
 LOG_TAIL_BYTES = 20_000
+# history.csv holds one short line per epoch: a file larger than this is not a history.
+HISTORY_MAX_BYTES = 8 << 20
 # The files of one evaluation (eval/ or eval-<tta>/).
 METRICS, PREDICTIONS, MISCLASSIFIED = "metrics.json", "predictions.csv", "misclassified.npz"
 
@@ -56,11 +60,13 @@ class RunError(ValueError):
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive flock on ``path`` (between processes and between threads alike)."""
+    # Never through a link, never blocking (the lock file may have been replaced by a named pipe).
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
     except OSError:
         try:  # a read-only folder: nobody can write there, but stop() must still signal
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | flags)
         except OSError:
             yield
             return
@@ -148,6 +154,24 @@ class RunFolder:
         values = read_json(self.config_file)
         return values if isinstance(values, dict) else None
 
+    def read_config_checked(self) -> tuple[dict[str, Any], list[str]]:
+        """(config.json's values to show, its problems). The values are the validated config's;
+        with problems, only the plain values (text, numbers, booleans) of the file are kept."""
+        try:
+            values = load_json(self.config_file)
+        except FileNotFoundError:
+            return {}, [f"{self.config_file.name} is missing"]
+        except OSError as exc:
+            return {}, [str(exc)]
+        if not isinstance(values, dict):
+            return {}, [f"{self.config_file.name} holds {type(values).__name__}, not a JSON object"]
+        try:
+            return TrainConfig.from_dict(values).to_dict(), []
+        except ConfigError as exc:
+            plain = {key: value for key, value in values.items()
+                     if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 200}
+            return plain, [f"{self.config_file.name}: {problem}" for problem in exc.problems]
+
     def write_config(self, config: TrainConfig) -> None:
         config.save(self.config_file)
 
@@ -161,8 +185,19 @@ class RunFolder:
     # ---- status ------------------------------------------------------------------------------
 
     def read_status(self) -> dict[str, Any]:
-        status = read_json(self.status_file)
-        return status if isinstance(status, dict) else {}
+        """status.json's valid values (a value of the wrong type or range is left out)."""
+        return self.read_status_checked()[0]
+
+    def read_status_checked(self) -> tuple[dict[str, Any], list[str]]:
+        """(status.json's valid values, the problems of the others) (fer.schemas.STATUS_SCHEMA)."""
+        try:
+            raw = load_json(self.status_file)
+        except FileNotFoundError:
+            return {}, [f"{self.status_file.name} is missing"]
+        except OSError as exc:
+            return {}, [str(exc)]
+        status, problems = checked(raw, STATUS_SCHEMA, self.status_file.name, STATUS_TIMES)
+        return status or {}, problems
 
     def write_status(self, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into status.json and return the new status.
@@ -184,8 +219,9 @@ class RunFolder:
     # ---- progress ----------------------------------------------------------------------------
 
     def read_progress(self) -> dict[str, Any]:
-        progress = read_json(self.progress_file)
-        return progress if isinstance(progress, dict) else {}
+        """progress.json's valid values ({} when it is missing or damaged)."""
+        progress, _ = checked(read_json(self.progress_file), PROGRESS_SCHEMA, self.progress_file.name)
+        return progress or {}
 
     def write_progress(self, **values: Any) -> None:
         """Replace progress.json with ``values`` and the time of writing."""
@@ -212,13 +248,16 @@ class RunFolder:
         import pandas as pd
 
         try:
-            lines = self.history_file.read_text(errors="replace").splitlines()
+            lines = read_bytes(self.history_file, HISTORY_MAX_BYTES).decode(errors="replace").splitlines()
         except OSError:
             return pd.DataFrame()
         if not lines:
             return pd.DataFrame()
         header = lines[0].split(",")
-        good = [line for line in lines[1:] if _is_numeric_row(line, len(header))]
+        if len(set(header)) != len(header):
+            return pd.DataFrame()  # not a CSVLogger file
+        epoch_column = header.index("epoch") if "epoch" in header else None
+        good = [line for line in lines[1:] if _is_numeric_row(line, len(header), epoch_column)]
         frame = pd.read_csv(io.StringIO("\n".join([lines[0], *good])))
         if "epoch" in frame.columns:
             frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
@@ -265,10 +304,7 @@ class RunFolder:
 
     def read_log_tail(self, lines: int = 30) -> str:
         try:
-            with open(self.log_file, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - LOG_TAIL_BYTES))
-                text = handle.read().decode(errors="replace")
+            text = read_tail(self.log_file, LOG_TAIL_BYTES).decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
@@ -316,15 +352,19 @@ def describe_model(model_file: Path) -> str:
     return f"{name} ({', '.join(details)})"
 
 
-def _is_numeric_row(line: str, width: int) -> bool:
+def _is_numeric_row(line: str, width: int, epoch_column: int | None) -> bool:
+    """A complete row of numbers (a diverged run logs nan losses) with a whole epoch number."""
     cells = line.split(",")
     if len(cells) != width:
         return False
     try:
-        [float(cell) for cell in cells]
+        numbers = [float(cell) for cell in cells]
     except ValueError:
         return False
-    return True
+    if epoch_column is None:
+        return True
+    epoch = numbers[epoch_column]
+    return math.isfinite(epoch) and epoch == int(epoch) and 0 <= epoch < 1e9
 
 
 def _rewrite_in_place(path: Path, text: str) -> bool:

@@ -3,6 +3,11 @@
 Run ids, creating runs, listing them with their state, the models they hold, and the
 ``python -m fer.runs`` command. A folder's layout and files: ``fer.run_folder``; worker
 processes (launch, stop, resume, delete): ``fer.workers``.
+
+A run folder may be a symbolic link to a folder elsewhere (a run moved to a bigger disk): it is
+listed, watched, resumed and evaluated like any other, and deleting it removes the link only (the
+folder it points to is kept). A link that leads nowhere readable is not a run. A run whose files
+hold values of the wrong type or range is listed as ``damaged``, with its problems.
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fer import EXPERIMENTS_DIR
 from fer.config import TrainConfig
+from fer.files import is_regular_file
 from fer.run_folder import ACTIVE_STATES, RunError, RunFolder, describe_model
-from fer.workers import delete, effective_state, resume, stop
+from fer.workers import delete, effective_state, is_alive, resume, stop
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Matched whole (fullmatch): "$" alone would accept a trailing newline.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# The state shown for a run whose files are damaged (not written by a worker).
+DAMAGED = "damaged"
 # Attempts at a fresh random run id before giving up (a collision needs the same second and token).
 RUN_ID_ATTEMPTS = 20
 
@@ -33,14 +42,17 @@ def experiments_dir() -> Path:
 
 
 def run_path(run_id: str, root: Path | None = None) -> Path:
-    """The folder of ``run_id``; refuses ids that could point outside the experiments folder."""
+    """The folder of ``run_id`` in the experiments folder; refuses ids that could name anything
+    else. The folder itself may be a link (see the module's docstring)."""
     root = Path(root or experiments_dir()).resolve()
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+    if not is_run_id(run_id):
         raise RunError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
-    path = (root / run_id).resolve()
-    if path.parent != root:
-        raise RunError(f"invalid run id {run_id!r}")
-    return path
+    return root / run_id
+
+
+def is_run_id(name: object) -> bool:
+    """A name that can be a run id: no path separator, no "..", no control character."""
+    return isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) is not None and ".." not in name
 
 
 def new_run_id(config: TrainConfig) -> str:
@@ -75,6 +87,8 @@ class RunSummary:
     state: str
     config: dict[str, Any]
     status: dict[str, Any]
+    # What is wrong with the run's files (state DAMAGED); [] for a healthy run.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def architecture(self) -> str:
@@ -90,30 +104,54 @@ class RunSummary:
 
 
 def load_run(run_dir: Path) -> RunSummary:
+    """The run's state and files, validated: a damaged file makes the run DAMAGED (unless a worker
+    is training it: the worker rewrites its status), never an exception."""
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
-    status = folder.read_status()
-    config = folder.read_config_values()
-    if config is None:
-        config = {}
-        status["error"] = status.get("error") or f"{folder.config_file.name} is missing or not valid JSON"
+    status, problems = folder.read_status_checked()
+    config, config_problems = folder.read_config_checked()
+    problems += config_problems
     state = effective_state(run_dir, status)
+    if problems and not is_alive(run_dir):
+        state = DAMAGED
     if state in ("interrupted", *ACTIVE_STATES) and not os.access(run_dir, os.W_OK):
         # The worker cannot record its own failure there (read-only file system or permissions).
         status["error"] = status.get("error") or (
             f"the run folder {run_dir} is not writable (read-only file system or permissions), so "
             "its worker cannot save progress or results")
-    return RunSummary(run_dir.name, run_dir, state, config, status)
+    return RunSummary(run_dir.name, run_dir, state, config, status, problems)
+
+
+def run_folders(root: Path | None = None) -> list[Path]:
+    """The folders (or links to folders) under ``root`` whose name is a run id and that hold a
+    config.json (of any kind: a damaged one is listed with its problem)."""
+    root = Path(root or experiments_dir())
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    return [entry for entry in entries
+            if is_run_id(entry.name) and _is_dir(entry) and _exists(RunFolder(entry).config_file)]
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:
     """All runs, newest first. Folders that are not runs are ignored."""
-    root = Path(root or experiments_dir())
-    if not root.is_dir():
-        return []
-    runs = [load_run(d) for d in root.iterdir()
-            if d.is_dir() and RUN_ID_PATTERN.match(d.name) and RunFolder(d).config_file.exists()]
-    return sorted(runs, key=lambda r: r.status.get("created", 0), reverse=True)
+    runs = [load_run(path) for path in run_folders(root)]
+    return sorted(runs, key=lambda r: (r.status.get("created", 0), r.run_id), reverse=True)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a link loop, a name too long, no permission
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
 
 
 def available_models() -> list[tuple[str, Path]]:
@@ -122,17 +160,20 @@ def available_models() -> list[tuple[str, Path]]:
 
     models: list[tuple[str, Path]] = []
     default = RunFolder(DEFAULT_MODEL_DIR).model_file
-    if default.is_file():
+    if is_regular_file(default):
         models.append((describe_model(default), default))
     for run in list_runs():
         path = RunFolder(run.path).model_file
-        if path.is_file():
+        if run.state != DAMAGED and is_regular_file(path):
             models.append((f"{describe_model(path)} [{run.state}]", path))
     return models
 
 
 def dump_status(run_dir: Path) -> str:
-    return json.dumps({**RunFolder(run_dir).read_status(), "state": effective_state(run_dir)}, indent=2)
+    """status.json's valid values, the state to show and any problems of the run's files."""
+    run = load_run(run_dir)
+    problems = {"problems": run.problems} if run.problems else {}
+    return json.dumps({**run.status, "state": run.state, **problems}, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -151,7 +151,7 @@ LOCK_WAIT = 30.0
 
 def run_worker(run_dir: Path) -> int:
     """Entry point of a worker process. Exit codes: 0 finished, 1 failed, 2 refused, 3 stopped."""
-    run_dir = Path(run_dir).resolve()
+    run_dir = Path(os.path.abspath(run_dir))  # not resolved: a run folder may be a link
     folder = RunFolder(run_dir)
     if not folder.is_run():
         print(f"error: {run_dir} is not a run folder (no {folder.config_file.name})", file=sys.stderr)
@@ -198,7 +198,18 @@ def run_worker(run_dir: Path) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _write_final_status(folder, status)
+        os.close(lock)  # this run's slot is free: start the next run waiting in the queue
+        _start_next(run_dir.parent)
     return {"finished": 0, "stopped": 3}.get(status["state"], 1)
+
+
+def _start_next(root: Path) -> None:
+    from fer.queue import dispatch
+
+    try:
+        dispatch(root)
+    except Exception as exc:  # noqa: BLE001 - the run has ended; the dispatcher starts it later
+        print(f"[fer] could not start the next queued run: {exc}", file=sys.stderr, flush=True)
 
 
 def _write_final_status(folder: RunFolder, status: dict[str, Any]) -> None:
@@ -250,7 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run: {run_dir}", flush=True)
     if args.detach:
         pid = launch(run_dir)
-        print(f"training in the background (pid {pid}); log: {RunFolder(run_dir).log_file}")
+        log = RunFolder(run_dir).log_file
+        if pid is None:
+            from fer.queue import max_runs, queue_positions
+
+            print(f"queued at position {queue_positions(run_dir.parent).get(run_dir.name, '?')}: "
+                  f"{max_runs(run_dir.parent)} run(s) train at once here (FER_MAX_RUNS); it starts "
+                  f"when one ends; log: {log}")
+        else:
+            print(f"training in the background (pid {pid}); log: {log}")
         return 0
     return run_worker(run_dir)
 

@@ -33,6 +33,7 @@ STATE_COLORS = {
     "stopped": "orange",
     "failed": "red",
     "interrupted": "orange",
+    "damaged": "red",
 }
 RUN_COLORS = plotly.colors.qualitative.Plotly
 GALLERY_PAGE_SIZE = 48
@@ -44,8 +45,8 @@ def state_badge(state: str) -> str:
 
 
 def state_style(state: str) -> str:
-    """CSS for the state cell of the runs table."""
-    return f"color: {STATE_COLORS.get(state, 'gray')}; font-weight: 600"
+    """CSS for the state cell of the runs table (``queued #2``: a place in the queue)."""
+    return f"color: {STATE_COLORS.get(str(state).split(' ')[0], 'gray')}; font-weight: 600"
 
 
 def escape_markdown(text: str) -> str:
@@ -172,13 +173,15 @@ COMPARED_PARAMETERS = ("architecture", "epochs", "batch_size", "optimizer", "lea
 TTA_TITLES = {"none": "None", "flip": "Mirror", "ten_crop": "Ten-crop"}
 
 
-def run_row(run: Any) -> dict[str, Any]:
-    """One row of the runs table for a ``fer.runs.RunSummary``."""
+def run_row(run: Any, queue: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """One row of the runs table for a ``fer.runs.RunSummary``; ``queue``: run id -> its place in
+    the queue (fer.queue.queue_positions), shown as ``queued #2``."""
     s, c = run.status, run.config
     duration = run.duration_s
+    place = (queue or {}).get(run.run_id)
     return {
         "run": run.run_id,
-        "state": run.state,
+        "state": f"{run.state} #{place}" if place else run.state,
         "architecture": run.architecture,
         "epochs": f"{s.get('epochs_done', 0)}/{c.get('epochs', '?')}",
         "batch": c.get("batch_size"),

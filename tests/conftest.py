@@ -76,3 +76,10 @@ def real_data() -> Path:
     if not location.exists():
         pytest.skip(f"the real FER2013 data is not here: FER_DATA={location} does not exist")
     return location
+
+
+@pytest.fixture(autouse=True)
+def data_roots_in_tmp(tmp_path_factory, monkeypatch):
+    """The app reads datasets only inside data/, FER_DATA and FER_DATA_ROOTS: let it read the tests'
+    tmp folders (tiny_data, tmp_path). tests/test_dataset_roots.py sets its own roots."""
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))

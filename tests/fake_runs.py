@@ -6,6 +6,8 @@ The UI tests use them to check what the Runs and Evaluate pages show for every k
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,6 @@ from fer import CLASSES
 from fer.data import Split
 from fer.evaluate import write_evaluation
 from fer.run_folder import RunFolder
-from fer.workers import acquire_lock
 
 
 def fake_split(per_class: int, seed: int) -> tuple[Split, np.ndarray]:
@@ -52,10 +53,26 @@ def fake_run(root: Path, run_id: str, state: str = "finished", epochs_done: int 
     return run_dir
 
 
-def hold_run_lock(run_dir: Path) -> int:
-    """Make a fake 'running' run look alive (as a worker holding the lock does); close the fd to end."""
-    fd = acquire_lock(run_dir)
-    assert fd is not None
+# A stand-in worker: holds the run's lock (as a worker does) until it is signalled or killed.
+LOCK_HOLDER = ("import fcntl, os, sys, time\n"
+               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+               "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+               "print('locked', flush=True)\n"
+               "time.sleep(600)\n")
+
+
+def hold_run_lock(run_dir: Path) -> subprocess.Popen:
+    """Make a fake 'running' run look alive: a process in its own session holds the run's lock, as
+    a worker does, and its pid is in status.json; Stop signals it. ``release`` ends it."""
+    process = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(RunFolder(run_dir).worker_lock)],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert process.stdout.readline().strip() == "locked"
+    RunFolder(run_dir).write_status(pid=process.pid)
     (run_dir / "progress.json").write_text(
         '{"epoch": 4, "epochs": 5, "batch": 2, "batches": 4, "phase": "training"}')
-    return fd
+    return process
+
+
+def release(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait()

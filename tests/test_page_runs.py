@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from app_driver import array, figures, no_exception, open_page, page_links, texts
-from fake_runs import fake_run, hold_run_lock
+from fake_runs import fake_run, hold_run_lock, release
 
 from fer.run_folder import RunFolder
 from fer.runs import experiments_dir
@@ -139,13 +137,9 @@ def test_delete_needs_confirmation(root):
 def live_run(root):
     """A 'running' run whose worker is a sleeping process in its own session holding no GPU."""
     run_dir = fake_run(root, "live", state="running", evaluation=False, epochs_done=3)
-    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    RunFolder(run_dir).write_status(pid=worker.pid)
-    lock = hold_run_lock(run_dir)
+    worker = hold_run_lock(run_dir)
     yield run_dir, worker
-    os.close(lock)
-    worker.kill()
-    worker.wait()
+    release(worker)
 
 
 def test_active_run_shows_epoch_progress_and_stop(live_run):
@@ -174,14 +168,14 @@ def test_run_error_from_an_action_is_shown_not_raised(root):
     app = open_page("runs")
     app.checkbox(key="confirm.racing").check().run()
     RunFolder(run_dir).write_status(state="running")
-    lock = hold_run_lock(run_dir)
+    worker = hold_run_lock(run_dir)
     try:
         next(b for b in app.button if b.label == "Delete permanently").click().run()
         no_exception(app)
         assert "still training" in app.error[0].value
         assert run_dir.exists()
     finally:
-        os.close(lock)
+        release(worker)
 
 
 def test_log_tail_is_shown(root):

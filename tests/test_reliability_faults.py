@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_runs import hold_run_lock, release
 from helpers import wait_until
 
 import fer.run_folder
@@ -28,7 +29,7 @@ from fer.config import TrainConfig
 from fer.files import read_json
 from fer.run_folder import RunError, RunFolder, config_changes
 from fer.runs import create_run
-from fer.workers import acquire_lock, effective_state, launch, resume, stop
+from fer.workers import effective_state, launch, resume, stop
 
 
 def tiny_config(data: Path | str = "", **overrides) -> TrainConfig:
@@ -80,30 +81,36 @@ def test_status_writes_from_another_process_are_not_lost(run):
     assert all(status.get(f"parent{i}") == i and status.get(f"child{i}") == i for i in range(40))
 
 
-def test_stop_never_writes_status_json(run, sleeper, monkeypatch):
+def test_stop_never_writes_status_json(run, monkeypatch):
     """stop() leaves a stop-requested file and signals; the worker alone records the outcome, so a
     final state it writes at the same moment can never be overwritten by a stale copy."""
-    RunFolder(run).write_status(state="running", pid=sleeper.pid)
-    lock = acquire_lock(run)
+    RunFolder(run).write_status(state="running")
+    worker = hold_run_lock(run)
     try:
         before = (run / "status.json").read_bytes()
         monkeypatch.setattr(RunFolder, "write_status", lambda *a, **k: pytest.fail("stop wrote status.json"))
         assert stop(run) is True
         requested = read_json(RunFolder(run).stop_file)["requested"]
         stop(run)  # a second click: harmless, whether or not the worker has exited yet
-        assert sleeper.wait(timeout=5) == -signal.SIGTERM
+        assert worker.wait(timeout=5) == -signal.SIGTERM
         assert stop(run) is False
         assert (run / "status.json").read_bytes() == before
         assert read_json(RunFolder(run).stop_file)["requested"] == requested <= time.time()
     finally:
-        os.close(lock)
+        release(worker)
 
 
 def test_worker_gone_after_a_stop_request_reads_stopped_not_interrupted(run, sleeper):
-    """A worker stopped before it could record anything (e.g. still queued) shows as stopped."""
+    """A worker stopped before it could record anything (started, not yet holding its lock) shows
+    as stopped. Its pid is not signalled (it is not verified yet): the worker reads the stop
+    request as soon as it holds the lock; here it dies first."""
     RunFolder(run).write_status(state="queued", queued=time.time(), pid=sleeper.pid)
     assert effective_state(run) == "queued"
     assert stop(run, wait=0) is True
+    assert RunFolder(run).stop_requested() is not None
+    time.sleep(0.5)
+    assert sleeper.poll() is None  # not signalled
+    sleeper.kill()
     sleeper.wait(timeout=5)
     assert effective_state(run) == "stopped"
     assert stop(run) is False  # nothing left to stop

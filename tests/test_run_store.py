@@ -147,10 +147,11 @@ def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
 
 
 def test_load_run_with_broken_config_reports_it(run):
-    """A run whose config.json is corrupt is still listed, with the problem as its error."""
+    """A run whose config.json is corrupt is still listed, as damaged with the problem."""
     (run / "config.json").write_text("{")
     summary = load_run(run)
-    assert summary.config == {} and "config.json" in summary.status["error"]
+    assert summary.config == {} and summary.state == "damaged"
+    assert summary.problems == ["config.json is not valid JSON"]
     assert summary.architecture == "?"
 
 
