@@ -10,6 +10,7 @@ because every file of a run has its reader and writer here, and nowhere else).
         model.keras              the network of the best epoch on validation accuracy
         backup/                  Keras BackupAndRestore: the resume point
         eval/, eval-<tta>/       an evaluation: metrics.json, predictions.csv, misclassified.npz
+        sweep.json               for a sweep's trial: its study, trial number and storage
         train.log                the worker's output
         stop-requested           a stop request for the current worker
         .lock                    held (flock) by the live worker; .status.lock, .launch.lock
@@ -37,7 +38,7 @@ from typing import Any
 
 from fer.config import ConfigError, TrainConfig
 from fer.files import load_json, read_bytes, read_json, read_tail, write_json_atomic
-from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, checked
+from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, SWEEP_SCHEMA, checked
 
 # The states status.json records. "created": never started; "interrupted" is never written by a
 # worker: it is what an active state reads as once its worker is gone (fer.workers.effective_state).
@@ -127,6 +128,10 @@ class RunFolder:
     @property
     def stop_file(self) -> Path:
         return self.path / "stop-requested"
+
+    @property
+    def sweep_file(self) -> Path:
+        return self.path / "sweep.json"
 
     @property
     def worker_lock(self) -> Path:
@@ -299,6 +304,17 @@ class RunFolder:
 
     def clear_stop_request(self) -> None:
         self.stop_file.unlink(missing_ok=True)
+
+    # ---- sweeps --------------------------------------------------------------------------------
+
+    def write_sweep_tag(self, study: str, trial: int, storage: str) -> None:
+        """Mark the run as trial ``trial`` of a sweep (fer.sweep)."""
+        write_json_atomic(self.sweep_file, {"study": study, "trial": trial, "storage": storage})
+
+    def read_sweep_tag(self) -> dict[str, Any] | None:
+        """{"study", "trial", "storage"} for a sweep's trial; None otherwise (or when damaged)."""
+        tag, problems = checked(read_json(self.sweep_file), SWEEP_SCHEMA, self.sweep_file.name)
+        return tag if tag is not None and not problems and "study" in tag else None
 
     # ---- log -----------------------------------------------------------------------------------
 

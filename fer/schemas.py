@@ -53,6 +53,13 @@ PROGRESS_SCHEMA = {
     },
 }
 
+SWEEP_SCHEMA = {
+    "type": "object",
+    "required": ["study", "trial"],
+    "properties": {"study": {"type": "string", "maxLength": 200},
+                   "trial": {"type": "integer", "minimum": 0}, "storage": _TEXT},
+}
+
 _CLASS_REPORT = {
     "type": "object",
     "properties": {"precision": _SHARE, "recall": _SHARE, "f1-score": _SHARE,
