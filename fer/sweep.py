@@ -241,7 +241,10 @@ def counted_trials(study) -> list:
 
 def sweep_status(name: str, storage: str) -> dict[str, Any]:
     """Counts per trial state, the best trial and every trial (for the CLI and the page)."""
+    from optuna.storages import fail_stale_trials
+
     study, spec = load_sweep(name, storage)
+    fail_stale_trials(study)  # a dead worker's trial reads failed, whoever looks first
     trials = counted_trials(study)
     counts: dict[str, int] = {}
     for trial in trials:
@@ -258,9 +261,16 @@ def sweep_status(name: str, storage: str) -> dict[str, Any]:
                                            "run": best.user_attrs.get(RUN_ATTR)},
         "trials": [{"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
                     "params": trial.params, "run": trial.user_attrs.get(RUN_ATTR),
-                    "host": trial.user_attrs.get(HOST_ATTR), "error": trial.user_attrs.get(ERROR_ATTR),
+                    "host": trial.user_attrs.get(HOST_ATTR), "error": _failure(trial),
                     "epochs reported": len(trial.intermediate_values)} for trial in trials],
     }
+
+
+def _failure(trial) -> str | None:
+    if trial.state.name != "FAIL":
+        return None
+    return trial.user_attrs.get(ERROR_ATTR) or (
+        "its worker stopped sending heartbeats (killed, or its machine went away)")
 
 
 # ---- the worker --------------------------------------------------------------------------------
@@ -286,7 +296,8 @@ def run_worker(name: str, storage: str, root: Path | None = None, poll: float = 
             fail_stale_trials(study)
             if study.user_attrs.get(STOPPED_ATTR) or interrupted.is_set():
                 break
-            if len(counted_trials(study)) >= spec.planned_trials:
+            taken = [trial for trial in counted_trials(study) if trial.state.name != "WAITING"]
+            if len(taken) >= spec.planned_trials:
                 break
             trial = study.ask(space)
             if trial.number >= spec.planned_trials:  # another worker asked at the same moment
@@ -337,6 +348,7 @@ def _watch(study, spec: SweepSpec, trial, run_dir: Path, poll: float, interrupte
     """Wait for the trial's run to end, reporting each epoch; True if it was pruned."""
     folder = RunFolder(run_dir)
     storage = study._storage
+    epochs = int((folder.read_config_values() or {}).get("epochs", 0))
     reported, pruned, stopping = 0, False, False
     while True:
         storage.record_heartbeat(trial._trial_id)
@@ -346,7 +358,8 @@ def _watch(study, spec: SweepSpec, trial, run_dir: Path, poll: float, interrupte
                 if epoch > reported:
                     trial.report(float(value), int(epoch))
                     reported = int(epoch)
-                    if spec.pruning and not pruned and trial.should_prune():
+                    # At its last epoch a trial is done: pruning it would only lose its result.
+                    if spec.pruning and not pruned and epoch < epochs and trial.should_prune():
                         pruned = True
                         folder.write_status(note=f"pruned by its sweep after epoch {epoch}: its validation "
                                                  "accuracy was below the median of earlier trials")
