@@ -168,7 +168,13 @@ def run_card(run: RunSummary, queue: dict[str, int]) -> None:
                            f"{run.status.get('test_size')} test faces")
         if run.status.get("data_source"):
             details.append(f"data `{run.status['data_source']}`")
+        tag = RunFolder(run.path).read_sweep_tag()
+        if tag:
+            details.append(f"trial {tag['trial']} of sweep {escape_markdown(tag['study'])}")
         st.caption(" · ".join(details))
+        if tag:
+            st.page_link("app_pages/sweep.py", label=f"Sweep {tag['study']}", icon=":material/tune:",
+                         query_params={"study": tag["study"]})
         if run.state in ACTIVE_STATES:
             progress_bar(run)
         if run.status.get("error"):

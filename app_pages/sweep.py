@@ -19,6 +19,7 @@ from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES, architecture_names
 from fer.config import PARAMETERS, TrainConfig
 from fer.data import DataError, check_data_allowed, resolve_location
+from fer.runs import experiments_dir
 from fer.search_space import GRID_POINTS, SEARCHABLE, SearchSpaceError, grid_size, validate
 from fer.sweep import (
     PRUNER_STARTUP_TRIALS,
@@ -53,6 +54,7 @@ FINISHED = ("complete", "pruned", "fail")
 BATCH_SIZES = [2**power for power in range(3, 10)]  # 8 ... 512
 SWEEP_EPOCHS = 10  # trials are short: a sweep compares settings; retrain the best one longer
 MAX_WORKERS_HERE = 8
+ROW_WIDTHS = [3.2, 1.4, 1.4, 0.7]  # a search-space row: setting, low, high, log
 REFRESH_S = 2.0
 # Keep refreshing this long after trials were last seen running (a worker asks for its next trial
 # a moment after the last one ends) or after workers were started here.
@@ -93,7 +95,8 @@ def storage_field() -> str:
         "Sweep storage", key=STORAGE, on_change=remember_storage, disabled=not allowed,
         placeholder=shown_storage(default),
         help="An Optuna database URL. Empty: an SQLite file in the experiments folder. A database "
-             "server (e.g. postgresql://user:password@host/db) lets workers on several machines join.")
+             "server (e.g. postgresql+psycopg2://user:password@host/db) lets workers on several "
+             "machines join.")
     typed = st.session_state[STORAGE].strip() if allowed else ""
     return typed or default
 
@@ -123,6 +126,10 @@ def show_problems(title: str, problems: list[str]) -> None:
 
 
 # ---- the New sweep form ------------------------------------------------------------------------
+
+def sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
+
 
 def key(*parts: str) -> str:
     return ".".join((NEW, *parts))
@@ -167,40 +174,51 @@ def number_widget(name: str, bound: str, value: float, disabled: bool) -> None:
                         step=parameter.step, format="%g", **common)
 
 
-def space_row(name: str) -> None:
-    """One searchable setting: a search checkbox, then its range (low, high, log) or its choices."""
-    suggested = SEARCHABLE[name]
+def search_checkbox(name: str) -> bool:
+    """Whether ``name`` is searched (learning rate and dropout until the visitor says otherwise)."""
     searched = st.session_state.get(key("space", name, "search"), name in ("learning_rate", "dropout"))
-    widths = [2.4, 3.2, 0.8] if searched_by_choices(name) else [2.4, 1.6, 1.6, 0.8]
-    columns = st.columns(widths, vertical_alignment="center")
-    columns[0].checkbox(PARAMETERS[name].label, value=searched, key=key("space", name, "search"),
-                        help=f"Search {name}: {PARAMETERS[name].full_help}.", on_change=new_submission)
-    if searched_by_choices(name):
-        with columns[1]:
-            st.multiselect(f"{name} choices", choice_options(name), default=suggested["choices"],
-                           key=key("space", name, "choices"), label_visibility="collapsed",
-                           disabled=not searched, on_change=new_submission)
-        return
+    return st.checkbox(PARAMETERS[name].label, value=searched, key=key("space", name, "search"),
+                       help=sentence(f"search {name}: {PARAMETERS[name].full_help}"),
+                       on_change=new_submission)
+
+
+def choices_cell(name: str) -> None:
+    """A setting searched over choices: its search checkbox above a multiselect."""
+    searched = search_checkbox(name)
+    st.multiselect(f"{name} choices", choice_options(name), default=SEARCHABLE[name]["choices"],
+                   key=key("space", name, "choices"), label_visibility="collapsed",
+                   disabled=not searched, on_change=new_submission)
+
+
+def range_row(name: str) -> None:
+    """A numeric setting: its search checkbox, then low, high and log."""
+    suggested = SEARCHABLE[name]
+    columns = st.columns(ROW_WIDTHS, vertical_alignment="center")
+    with columns[0]:
+        searched = search_checkbox(name)
     with columns[1]:
         number_widget(name, "low", suggested["low"], not searched)
     with columns[2]:
         number_widget(name, "high", suggested["high"], not searched)
-    columns[3].checkbox("log", value=suggested.get("log", False), key=key("space", name, "log"),
-                        disabled=not searched, on_change=new_submission,
-                        help="Sample evenly in the logarithm (for rates that span powers of ten).")
+    columns[3].checkbox(f"{name} log", value=suggested.get("log", False), key=key("space", name, "log"),
+                        disabled=not searched, on_change=new_submission, label_visibility="collapsed")
 
 
 def space_editor() -> None:
-    """Every searchable setting, in two halves side by side."""
-    names = list(SEARCHABLE)
-    half = (len(names) + 1) // 2
-    for column, part in zip(st.columns(2, gap="large"), (names[:half], names[half:]), strict=True):
+    """Every searchable setting: those with choices side by side, then the ranges in two halves."""
+    choices = [name for name in SEARCHABLE if searched_by_choices(name)]
+    for column, name in zip(st.columns(len(choices), gap="large"), choices, strict=True):
         with column:
-            heading = st.columns([2.4, 1.6, 1.6, 0.8])
-            for cell, text in zip(heading, ("Search", "Low (or choices)", "High", "Log"), strict=True):
+            choices_cell(name)
+    ranges = [name for name in SEARCHABLE if name not in choices]
+    half = (len(ranges) + 1) // 2
+    for column, part in zip(st.columns(2, gap="large"), (ranges[:half], ranges[half:]), strict=True):
+        with column:
+            heading = st.columns(ROW_WIDTHS)
+            for cell, text in zip(heading, ("Range", "Low", "High", "Log"), strict=True):
                 cell.caption(text)
             for name in part:
-                space_row(name)
+                range_row(name)
 
 
 def form_space() -> dict[str, dict]:
@@ -246,15 +264,19 @@ def data_problem(data: str | None) -> str | None:
     return None
 
 
-def start_here(name: str, storage: str, spec: SweepSpec, count: int) -> str:
-    """Start ``count`` workers here; a sentence saying what happened."""
+def start_here(name: str, storage: str, spec: SweepSpec, count: int) -> tuple[bool, str]:
+    """Start ``count`` workers here: (whether they started, what happened, as a clause)."""
     problem = data_problem(spec.fixed.get("data"))
     if problem:
-        return f"started no worker here: {problem}"
-    pids = start_workers(name, storage, count)
+        return False, f"started no worker here: {problem}"
+    try:
+        pids = start_workers(name, storage, count)
+    except (SweepError, OSError) as exc:
+        return False, f"started no worker here: {'; '.join(problems_of(exc))}"
     mark_busy(name)
-    return (f"started {len(pids)} worker{'' if len(pids) == 1 else 's'} here (pid "
-            f"{', '.join(map(str, pids))}); logs in experiments/.sweeps/{name}/")
+    logs = experiments_dir() / ".sweeps" / name
+    return True, (f"started {len(pids)} worker{'' if len(pids) == 1 else 's'} here (pid "
+                  f"{', '.join(map(str, pids))}; logs in `{logs}`)")
 
 
 def create(token: str | None, storage: str) -> None:
@@ -285,17 +307,14 @@ def create(token: str | None, storage: str) -> None:
     st.session_state[TOKEN] = None
     st.session_state[STUDY] = name
     st.query_params["study"] = name
-    text = f"Created sweep **{name}**: {spec.planned_trials} trials of {ARCHITECTURES[spec.architecture].title}"
+    text = (f"Created sweep **{escape_markdown(name)}**: {spec.planned_trials} trials of "
+            f"{ARCHITECTURES[spec.architecture].title}")
     count = int(st.session_state[key("workers")])
-    kind = "success"
+    started = True
     if count:
-        try:
-            started = start_here(name, storage, spec, count)
-        except (SweepError, OSError) as exc:
-            started = f"started no worker here: {'; '.join(problems_of(exc))}"
-        kind = "warning" if started.startswith("started no") else kind
-        text += f"; {started}"
-    flash(kind, text + ".")
+        started, clause = start_here(name, storage, spec, count)
+        text += f"; {clause}"
+    flash("success" if started else "warning", text + ".")
 
 
 def grid_note(architecture: str) -> None:
@@ -336,12 +355,15 @@ def new_sweep_form(storage: str, expanded: bool) -> None:
                   help="Median pruner on validation accuracy per epoch: a trial below the median of "
                        "the earlier trials at the same epoch is stopped (after "
                        f"{PRUNER_STARTUP_TRIALS} finished trials, from epoch {PRUNER_WARMUP_EPOCHS + 1}).")
-        if sampler == "grid":
-            grid_note(architecture)
+        grid_slot = st.empty()  # filled once the space's widgets below are drawn
         fixed_settings(architecture)
-        st.markdown("**Search space** · tick the settings to search; every other setting is the "
-                    "architecture's default")
+        st.markdown("**Search space** · tick the settings to search (a range, or choices); every other "
+                    "setting is the architecture's default. *Log* samples a range evenly in its "
+                    "logarithm, for rates that span powers of ten.")
         space_editor()
+        if sampler == "grid":
+            with grid_slot:
+                grid_note(architecture)
         create_controls(storage)
 
 
@@ -359,8 +381,7 @@ def fixed_settings(architecture: str) -> None:
                 f"{TrainConfig.for_architecture(architecture).epochs}."))
     columns[1].number_input(PARAMETERS["max_train_samples"].label, min_value=0, max_value=10_000_000,
                             value=0, step=1000, key=key("max_train_samples"), on_change=new_submission,
-                            help=PARAMETERS["max_train_samples"].help[0].upper()
-                            + PARAMETERS["max_train_samples"].help[1:] + ".")
+                            help=sentence(PARAMETERS["max_train_samples"].full_help))
     columns[2].text_input(PARAMETERS["data"].label, key=key("data"), on_change=new_submission,
                           placeholder="empty: each worker's default (FER_DATA or data/)",
                           help="Only paths inside data/, FER_DATA or a folder listed in FER_DATA_ROOTS "
@@ -408,11 +429,11 @@ def start_one(name: str, storage: str) -> None:
         return
     try:
         _, spec = load_sweep(name, storage)
-        text = start_here(name, storage, spec, 1)
     except (SweepError, OSError) as exc:
         flash("error", "Cannot start a worker: " + "; ".join(problems_of(exc)))
         return
-    flash("warning" if text.startswith("started no") else "success", text[0].upper() + text[1:] + ".")
+    started, clause = start_here(name, storage, spec, 1)
+    flash("success" if started else "warning", clause[0].upper() + clause[1:] + ".")
 
 
 def stop(name: str, storage: str) -> None:
@@ -424,7 +445,8 @@ def stop(name: str, storage: str) -> None:
     except (SweepError, OSError) as exc:
         flash("error", "Cannot stop the sweep: " + "; ".join(problems_of(exc)))
         return
-    flash("info", f"Stopping sweep {name}: no new trials; running trials stop within seconds.")
+    flash("info", f"Stopping sweep {escape_markdown(name)}: no new trials; running trials stop within "
+                  "seconds.")
 
 
 def study_actions(name: str, storage: str, status: dict[str, Any]) -> None:
@@ -443,8 +465,10 @@ def study_actions(name: str, storage: str, status: dict[str, Any]) -> None:
     with st.expander("Add workers on other machines"):
         st.markdown("Every machine that can reach the storage can run trials (with fer-lab and the "
                     "dataset installed); on each one:")
-        st.code(f"python -m fer.sweep worker --study {name} --storage '{shown_storage(storage)}'",
+        st.code(f"python -m fer.sweep --storage '{shown_storage(storage)}' worker --study {name}",
                 language="bash", wrap_lines=True)
+        if shown_storage(storage) != storage:
+            st.caption("The storage's password is left out here: put it in the URL.")
 
 
 def settings_caption(spec: dict[str, Any]) -> str:
@@ -475,7 +499,7 @@ def is_busy(name: str, status: dict[str, Any]) -> bool:
 
 def status_line(status: dict[str, Any]) -> str:
     counts = status["counts"]
-    order = [state for state in TRIAL_COLORS if state in counts] + [s for s in counts if s not in TRIAL_COLORS]
+    order = sorted(counts, key=lambda state: list(TRIAL_COLORS).index(state) if state in TRIAL_COLORS else 99)
     parts = [f":{TRIAL_COLORS.get(state, 'gray')}-badge[{counts[state]} {state}]" for state in order]
     parts.append(f"{status['planned']} planned")
     if status["stopped"]:
@@ -519,6 +543,16 @@ def trials_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["trial", "state", "val acc", *names, "run", "host", "error"])
 
 
+def trials_table(trials: list[dict[str, Any]]) -> None:
+    frame = trials_frame(trials)
+    # Four significant digits, not four decimals: a learning rate of 0.00014 must not read 0.0001.
+    floats = {name: st.column_config.NumberColumn(format="%.4g") for name in frame.columns[3:-3]
+              if any(isinstance(trial["params"].get(name), float) for trial in trials)}
+    st.dataframe(frame, hide_index=True, placeholder="–", column_config={
+        **floats, "val acc": st.column_config.NumberColumn(format="%.1f%%"),
+        "run": st.column_config.TextColumn(help="The trial's run folder (Runs page)")})
+
+
 @st.cache_data(max_entries=16, show_spinner="Drawing the charts…")
 def study_figures(name: str, storage: str, finished: tuple) -> dict[str, Any]:
     """Optuna's charts of the study (``finished`` keys the cache: the finished trials); a text
@@ -542,6 +576,7 @@ def study_figures(name: str, storage: str, finished: tuple) -> dict[str, Any]:
         if not isinstance(figure, str):
             figure.update_layout(height=380, margin={"t": 50, "b": 40})
     figures["history"].update_yaxes(tickformat=".0%")
+    figures["parallel"].update_layout(margin={"l": 110})  # room for the objective axis's title
     return figures
 
 
@@ -580,9 +615,7 @@ def study_view(name: str, storage: str, was_busy: bool) -> None:
                 text=f"{finished} of {status['planned']} trials finished")
     best_trial(status["best"])
     if status["trials"]:
-        st.dataframe(trials_frame(status["trials"]), hide_index=True, placeholder="–", column_config={
-            "val acc": st.column_config.NumberColumn(format="%.1f%%"),
-            "run": st.column_config.TextColumn(help="The trial's run folder (Runs page)")})
+        trials_table(status["trials"])
     study_charts(name, storage, status)
 
 

@@ -52,3 +52,59 @@ def fake_run(root: Path, run_id: str, state: str = "finished", epochs_done: int 
         train_size=28, val_size=7, test_size=7, **status)
     folder.log_file.write_text(f"[fer] loading dataset\nEpoch 1/{epochs}\n[fer] {state}\n")
     return run_dir
+
+
+# What a fake sweep searches: a log-range learning rate, a dropout range and a batch size choice.
+FAKE_SWEEP_SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                    "dropout": {"low": 0.0, "high": 0.6}, "batch_size": {"choices": [32, 64, 128]}}
+
+
+def plausible_accuracy(params: dict) -> float:
+    """A validation accuracy that peaks near learning rate 2e-3 and dropout 0.3, as a sweep of
+    mini-Xception might find."""
+    import math
+
+    lr_term = (math.log10(params["learning_rate"]) + 2.7) ** 2
+    return round(0.62 - 0.06 * lr_term - 0.25 * (params["dropout"] - 0.3) ** 2
+                 - 0.01 * (params["batch_size"] == 128), 4)
+
+
+def fake_sweep(root: Path, name: str, trials: int, storage: str | None = None,
+               value=plausible_accuracy, planned: int = 20) -> list[Path]:
+    """A sweep ``name`` (``planned`` trials over FAKE_SWEEP_SPACE) whose first ``trials`` trials ran as
+    fake finished runs: sampled by the study (ask), told ``value(params)``, their run folders tagged as
+    trials. ``value`` returning None prunes the trial. Their run folders."""
+    import socket
+
+    from optuna.trial import TrialState
+
+    from fer.search_space import distributions
+    from fer.sweep import (
+        HOST_ATTR,
+        RUN_ATTR,
+        SweepSpec,
+        create_sweep,
+        default_storage,
+        load_sweep,
+        shown_storage,
+    )
+
+    storage = storage or default_storage(root)
+    spec = SweepSpec("mini_xception", FAKE_SWEEP_SPACE, planned, fixed={"epochs": 5}, seed=7)
+    create_sweep(name, spec, storage)
+    study, spec = load_sweep(name, storage)
+    runs = []
+    for _ in range(trials):
+        trial = study.ask(distributions(spec.space))
+        accuracy = value(trial.params)
+        run_dir = fake_run(root, f"{name}-t{trial.number:03d}", epochs_done=3 if accuracy is None else 5)
+        RunFolder(run_dir).write_sweep_tag(name, trial.number, shown_storage(storage))
+        trial.set_user_attr(RUN_ATTR, run_dir.name)
+        trial.set_user_attr(HOST_ATTR, socket.gethostname())
+        if accuracy is None:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            RunFolder(run_dir).write_status(best_val_accuracy=accuracy)
+            study.tell(trial, accuracy)
+        runs.append(run_dir)
+    return runs

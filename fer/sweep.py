@@ -140,8 +140,12 @@ def open_storage(url: str, stale_after_s: float = 120.0):
     import sqlalchemy.exc
 
     _quiet_optuna()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError([f"cannot open the sweep storage {shown_storage(url)}: "
+                          f"{exc.strerror or exc}"]) from None
     try:
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=max(1, int(stale_after_s // 4)), grace_period=int(stale_after_s),
@@ -388,8 +392,8 @@ def start_workers(name: str, storage: str, count: int = 1, root: Path | None = N
     for _ in range(count):
         log = open(logs / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{len(pids)}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "fer.sweep", "worker", "--study", name, "--storage", storage,
-             "--experiments", str(root)], cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+            [sys.executable, "-m", "fer.sweep", "--storage", storage, "--experiments", str(root),
+             "worker", "--study", name], cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         threading.Thread(target=process.wait, daemon=True).start()
@@ -436,8 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage",
                         help=f"Optuna storage URL (default: sqlite in experiments/{STORAGE_FILE})")
     parser.add_argument("--experiments", help="where trial runs are created (default: experiments/)")
+    # Also accepted after the command (``worker --study NAME --storage URL``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--storage", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--experiments", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    create = sub.add_parser("create", help="create a sweep")
+    create = sub.add_parser("create", help="create a sweep", parents=[common])
     create.add_argument("name")
     create.add_argument("--architecture", default="mini_xception")
     create.add_argument("--trials", type=int, default=20)
@@ -450,15 +458,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--stale-after", type=float, default=120.0,
                         help="seconds after which a silent worker's trial counts as failed")
     create.add_argument("--seed", type=int, default=None, help="the sampler's seed (reproducible trials)")
-    run = sub.add_parser("run", help="start workers of a sweep here, in the background")
+    run = sub.add_parser("run", help="start workers of a sweep here, in the background", parents=[common])
     run.add_argument("name")
     run.add_argument("--workers", type=int, default=1)
-    worker = sub.add_parser("worker", help="run trials of a sweep in this terminal (any machine)")
+    worker = sub.add_parser("worker", help="run trials of a sweep in this terminal (any machine)",
+                            parents=[common])
     worker.add_argument("--study", required=True)
     worker.add_argument("--max-trials", type=int, default=None, help="stop after this many trials")
     for command, text in (("status", "trials and the best one"), ("stop", "stop a sweep")):
-        sub.add_parser(command, help=text).add_argument("name")
-    sub.add_parser("list", help="the sweeps in the storage")
+        sub.add_parser(command, help=text, parents=[common]).add_argument("name")
+    sub.add_parser("list", help="the sweeps in the storage", parents=[common])
     args = parser.parse_args(argv)
     root = Path(args.experiments) if args.experiments else experiments_dir()
     storage = args.storage or default_storage(root)

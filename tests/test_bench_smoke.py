@@ -112,6 +112,18 @@ def test_memory(tmp_path):
     assert prediction["growth_after_warmup_mb"] == pytest.approx(after[max(after)] - after[20], abs=0.11)
 
 
+def test_sweep_scaling(tmp_path):
+    """1 and 2 sweep workers each finish the study, every worker with its own experiments folder."""
+    out = run_bench("sweep_scaling", tmp_path)
+    trials = out["study"]["trials"]
+    for workers in (1, 2):
+        row = out["workers"][str(workers)]
+        assert row["median_wall_s"] > 0 and row["complete_trials_per_round"] == [trials]
+        assert [sum(shares) for shares in row["trials_per_worker_per_round"]] == [trials]
+        assert all(len(shares) == workers for shares in row["trials_per_worker_per_round"])
+    assert out["speedup_vs_1_worker"]["1"] == 1.0 and out["speedup_vs_1_worker"]["2"] > 0
+
+
 def test_report_table_from_results(tmp_path):
     """bench.report turns a result file into the README's rows, with the target's status."""
     results = tmp_path / "results"

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, worker_env
+from helpers import run_cli, wait_until, worker_env
 from postgres import free_port, postgres_server, postgres_url  # noqa: F401 - fixtures
 
 from fer import PROJECT_ROOT
-from fer.sweep import SweepSpec, create_sweep, list_sweeps, sweep_status
+from fer.sweep import SweepSpec, create_sweep, list_sweeps, stop_sweep, sweep_status
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +108,26 @@ def test_two_machines_share_one_study(postgres_url, tiny_data, tmp_path):  # noq
     shown = run_cli(["fer.sweep", "--storage", postgres_url, "status", STUDY], timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert f"{TRIALS} complete of {TRIALS} planned" in shown.stdout
+
+
+@pytest.mark.timeout(120)
+def test_background_workers_join_the_study(postgres_url, tiny_data, tmp_path):  # noqa: F811 - fixture
+    """``python -m fer.sweep run`` starts workers that reach the database (here: a stopped study,
+    so each ends at once, having run nothing)."""
+    create_sweep(STUDY, tiny_spec(tiny_data), postgres_url)
+    stop_sweep(STUDY, postgres_url)
+    experiments = tmp_path / "experiments"
+    started = run_cli(["fer.sweep", "--storage", postgres_url, "--experiments", experiments, "run", STUDY,
+                       "--workers", "2"], timeout=90)
+    assert started.returncode == 0, started.stderr
+    log_folder = experiments / ".sweeps" / STUDY
+
+    def ended() -> bool:
+        texts = [log.read_text() for log in log_folder.glob("*.log")]
+        return len(texts) == 2 and all("this worker ran 0 trial(s)" in text for text in texts)
+
+    wait_until(ended, timeout=90, what=f"both background workers to end (logs in {log_folder})")
+    assert trial_runs(experiments) == []
 
 
 @pytest.mark.timeout(120)
