@@ -133,12 +133,21 @@ def shown_storage(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
+def driver_url(url: str) -> str:
+    """``postgresql://`` names the psycopg2 driver that fer-lab installs (SQLAlchemy 2.1 would
+    otherwise look for psycopg 3)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def open_storage(url: str, stale_after_s: float = 120.0):
     """Optuna's database storage with heartbeats (a silent worker's trial fails after
     ``stale_after_s``)."""
     import optuna
     import sqlalchemy.exc
 
+    url = driver_url(url)
     _quiet_optuna()
     try:
         if url.startswith("sqlite:///"):
@@ -166,14 +175,18 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
-def _sampler(spec: SweepSpec):
+def _sampler(spec: SweepSpec, trial_number: int = 0):
+    """The study's sampler. With a seed, TPE and random are seeded afresh for each trial from the
+    seed and the trial's number (unique in the database): a seeded sweep draws the same values
+    however many workers run it, and no two workers repeat each other's sequence."""
     import optuna
 
+    seed = None if spec.seed is None else spec.seed + 7919 * trial_number
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(grid(spec.space), seed=spec.seed)
+        return optuna.samplers.GridSampler(grid(spec.space), seed=seed)
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _pruner(spec: SweepSpec):
@@ -303,11 +316,15 @@ def run_worker(name: str, storage: str, root: Path | None = None, poll: float = 
             taken = [trial for trial in counted_trials(study) if trial.state.name != "WAITING"]
             if len(taken) >= spec.planned_trials:
                 break
-            trial = study.ask(space)
+            trial = study.ask()
             if trial.number >= spec.planned_trials:  # another worker asked at the same moment
                 trial.set_user_attr(SURPLUS_ATTR, True)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 break
+            if spec.seed is not None and spec.sampler != "grid":
+                study.sampler = _sampler(spec, trial.number)
+            for name, distribution in space.items():
+                _suggest(trial, name, distribution)
             _run_trial(study, spec, trial, storage, root, poll, interrupted)
             ran += 1
     finally:
@@ -315,6 +332,17 @@ def run_worker(name: str, storage: str, root: Path | None = None, poll: float = 
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return ran
+
+
+def _suggest(trial, name: str, distribution) -> Any:
+    """Sample one setting of the trial (a trial enqueued with fixed values keeps them)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
 
 
 def _run_trial(study, spec: SweepSpec, trial, storage: str, root: Path, poll: float,

@@ -229,3 +229,28 @@ def test_a_three_trial_sweep_trains_real_runs_with_sqlite(root, tiny_data):
     printed = run_cli(["fer.sweep", "status", "real"], timeout=120).stdout
     assert "3 complete of 3 planned" in printed and f"run {status['best']['run']}" in printed
     print(f"3 trials in {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.timeout(120)
+def test_a_seeded_sweep_draws_the_same_values_however_many_workers_run_it(root, tmp_path, fake_training):
+    """Seeds are per trial number: two workers never repeat each other's draws, and one worker
+    running the same seeded sweep draws the same values trial for trial."""
+    storage = default_storage(root)
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "dropout": {"low": 0.0, "high": 0.5}}
+    for name in ("two-workers", "one-worker"):
+        create_sweep(name, spec(trials=4, space=space, fixed={"epochs": 1, "batch_size": 4}), storage)
+    assert run_worker("two-workers", storage, tmp_path / "a", poll=0.05, max_trials=2) == 2
+    assert run_worker("two-workers", storage, tmp_path / "b", poll=0.05, max_trials=2) == 2
+    assert run_worker("one-worker", storage, tmp_path / "c", poll=0.05) == 4
+    drawn = {name: [tuple(t["params"].values()) for t in sweep_status(name, storage)["trials"]]
+             for name in ("two-workers", "one-worker")}
+    assert len(set(drawn["two-workers"])) == 4
+    assert drawn["two-workers"] == drawn["one-worker"]
+
+
+def test_postgresql_urls_name_the_installed_driver():
+    from fer.sweep import driver_url, shown_storage
+
+    assert driver_url("postgresql://fer:secret@db/sweeps") == "postgresql+psycopg2://fer:secret@db/sweeps"
+    assert driver_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert "secret" not in shown_storage("postgresql+psycopg2://fer:secret@db/sweeps")
