@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 # Import names of the packages in requirements.txt that requirements-jax.txt leaves out.
-DASHBOARD_ONLY = {"tensorflow", "streamlit", "plotly", "skimage", "playwright", "pytest"}
+DASHBOARD_ONLY = {"tensorflow", "streamlit", "plotly", "skimage", "playwright", "pytest", "optuna",
+                  "sqlalchemy", "alembic", "psycopg2", "authlib"}
 
 
 class DashboardOnlyPackages(importlib.abc.MetaPathFinder):

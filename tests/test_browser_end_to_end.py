@@ -75,7 +75,8 @@ def test_train_watch_and_predict_in_a_real_browser(server, page):
     page.get_by_role("button", name="Launch training").click()
     page.get_by_text("Launched run").wait_for()
 
-    runs = wait_until(lambda: list(experiments.iterdir()) if experiments.exists() else [], 30, "a run folder")
+    runs = wait_until(lambda: [path for path in experiments.iterdir() if (path / "config.json").is_file()]
+                      if experiments.exists() else [], 30, "a run folder")
     assert len(runs) == 1
     run_dir = runs[0]
     wait_until(lambda: '"finished"' in (run_dir / "status.json").read_text(), 240,

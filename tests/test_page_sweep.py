@@ -37,6 +37,15 @@ OPTUNA_FREE = ["streamlit_app.py", "app_pages/runs.py", "app_pages/train.py", "a
 
 
 @pytest.fixture
+def no_dataset_here(monkeypatch, tmp_path):
+    """No FER_DATA (CI sets it to the real dataset) and an empty data/ folder."""
+    import fer.data
+
+    monkeypatch.delenv("FER_DATA", raising=False)
+    monkeypatch.setattr(fer.data, "DATA_DIR", tmp_path / "no-data")
+
+
+@pytest.fixture
 def started(monkeypatch) -> list[tuple]:
     """start_workers records its calls instead of starting worker processes."""
     calls: list[tuple] = []
@@ -163,7 +172,7 @@ def test_a_dataset_outside_the_allowed_folders_is_refused_before_anything_is_cre
     assert sweeps_here() == [] and started == []
 
 
-def test_without_a_dataset_here_the_sweep_is_created_but_no_worker_starts(started):
+def test_without_a_dataset_here_the_sweep_is_created_but_no_worker_starts(started, no_dataset_here):
     app = open_page("sweep")
     form(app, name="elsewhere")
     click(app, "Create sweep")
@@ -268,7 +277,7 @@ def test_stop_sets_the_stopped_flag_after_a_confirmation():
     assert any("stopped" in m.value for m in app.markdown)
 
 
-def test_start_a_worker_here_needs_a_dataset_here(started, tiny_data, monkeypatch):
+def test_start_a_worker_here_needs_a_dataset_here(started, tiny_data, monkeypatch, no_dataset_here):
     sweep("work", told=(0.5,))
     app = open_page("sweep", {"study": "work"})
     click(app, "Start a worker here")

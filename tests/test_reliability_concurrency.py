@@ -45,7 +45,7 @@ def epochs(run: Path) -> int:
 
 @pytest.mark.timeout(540)
 def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session(
-        tmp_path, tiny_data, cleanup):
+        tmp_path, tiny_data, cleanup, monkeypatch):
     """Three runs created in the same second get their own folders; a server process launches them
     and is killed; the workers go on; their dataset is deleted mid-run (it is in memory); a fresh
     session shows all three running and stops each within 5 s; no history row is lost, doubled or
@@ -53,6 +53,7 @@ def test_three_runs_survive_a_killed_server_and_are_stopped_from_a_fresh_session
     data = shutil.copytree(tiny_data, tmp_path / "data")
     config = TrainConfig.for_architecture("mini_xception", data=str(data), epochs=500, batch_size=4,
                                           augment=False, lr_schedule="none", early_stopping_patience=0)
+    monkeypatch.setenv("FER_MAX_RUNS", "3")  # all three train at once (the queue's limit)
     runs = [create_run(config) for _ in range(3)]
     cleanup.extend(runs)
     assert len({run.name for run in runs}) == 3
