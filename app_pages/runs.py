@@ -194,11 +194,13 @@ def live_view(run_ids: list[str], was_active: bool) -> None:
     if was_active and not any(run.state in ACTIVE_STATES for run in runs):
         st.rerun()  # Training ended: refresh the table and stop polling.
     histories = {run.run_id: RunFolder(run.path).read_history() for run in runs}
-    loss, accuracy = st.columns(2)
-    loss.plotly_chart(curve_figure(histories, "loss", "Loss"))
-    accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))
-    if not any(len(history) for history in histories.values()):
-        st.caption("No completed epoch yet; the curves appear after the first one.")
+    if any(len(history) for history in histories.values()):
+        loss, accuracy = st.columns(2)
+        loss.plotly_chart(curve_figure(histories, "loss", "Loss"))
+        accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))
+    else:  # empty charts would only show meaningless axes
+        st.info("Waiting for the first epoch: the loss and accuracy curves appear when it ends.",
+                icon=":material/hourglass_top:")
     queue = queue_positions(experiments_dir()) if any(run.state == "queued" for run in runs) else {}
     for run in runs:
         run_card(run, queue)

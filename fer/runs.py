@@ -176,6 +176,12 @@ def dump_status(run_dir: Path) -> str:
     return json.dumps({**run.status, "state": run.state, **problems}, indent=2)
 
 
+def _problem(run: RunSummary, width: int = 80) -> str:
+    text = "; ".join(run.problems) or str(run.status.get("error") or "")
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m fer.runs``: list, inspect, stop, resume or delete runs from a shell."""
     import argparse
@@ -199,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
             from fer.ui import run_row
 
-            rows = [run_row(run) for run in list_runs(root)]
+            # Why a run failed or is damaged, in a last column (cut to a line's worth).
+            rows = [{**run_row(run), "problem": _problem(run)} for run in list_runs(root)]
             print(pd.DataFrame(rows).to_string(index=False) if rows else "no runs")
             return 0
         run_dir = run_path(args.run_id, root)

@@ -26,10 +26,10 @@ from typing import Any
 from fer.architectures import ARCHITECTURES
 from fer.backends import BackendError
 from fer.config import PARAMETERS, ConfigError, TrainConfig
-from fer.data import DataError
+from fer.data import DataError, resolve_location
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
 from fer.run_folder import RunError, RunFolder, check_resumable_config
-from fer.runs import create_run
+from fer.runs import create_run, run_path
 from fer.workers import acquire_lock, launch
 
 # How often a worker looks for a stop request on disk (a signal stops it at once).
@@ -255,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
               if getattr(args, f.name) is not None}
     try:
         config = TrainConfig.for_architecture(values.pop("architecture", "mini_xception"), **values)
+        if args.name:
+            run_path(args.name, Path(args.experiments) if args.experiments else None)
+        # The dataset is checked before a run folder exists: a wrong path leaves nothing behind.
+        resolve_location(config.data or None)
         run_dir = create_run(config, Path(args.experiments) if args.experiments else None, args.name)
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, DataError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"run: {run_dir}", flush=True)
     if args.detach:

@@ -203,6 +203,8 @@ def runs_table(rows: list[dict[str, Any]]) -> pd.io.formats.style.Styler:
     frame = pd.DataFrame(rows)
     for column in ("best val acc", "test acc"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce") * 100
+    # An epoch is a whole number even in a column with missing values (not "1.000000").
+    frame["best epoch"] = pd.to_numeric(frame["best epoch"], errors="coerce").astype("Int64")
     return (frame.style.map(state_style, subset=["state"])
             .format({"lr": "{:g}", "duration (min)": "{:.1f}"}, na_rep="–"))
 

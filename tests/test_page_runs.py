@@ -183,3 +183,17 @@ def test_log_tail_is_shown(root):
     app = open_page("runs")
     assert any("[fer] finished" in text for text in texts(app.code))
 
+
+
+def test_best_epoch_is_a_whole_number_and_no_empty_charts_before_the_first_epoch(root):
+    """A table mixing runs with and without a best epoch shows 3, not 3.000000; a run with no
+    completed epoch shows a waiting message instead of charts with meaningless axes."""
+    fake_run(root, "trained", epochs_done=3, evaluation=False)
+    fake_run(root, "fresh", state="stopped", epochs_done=0, evaluation=False)
+    app = open_page("runs", {"run": "fresh"})
+    no_exception(app)
+    table = app.dataframe[0].value.set_index("run")
+    assert str(table["best epoch"].dtype) == "Int64"
+    assert table.loc["trained", "best epoch"] == 3
+    assert figures(app) == []
+    assert any("Waiting for the first epoch" in text for text in texts(app.info))

@@ -244,3 +244,19 @@ def test_write_status_merges_and_is_valid_json(run):
     assert status["epochs_done"] == 2 and status["best_val_accuracy"] == 0.5
     assert status["state"] == "created"
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_runs_list_shows_why_a_run_failed_or_is_damaged(tmp_path, capsys):
+    from fake_runs import fake_run
+
+    from fer.runs import main
+
+    fake_run(tmp_path, "broke", state="failed", error="dataset not found: /data/x does not exist",
+             evaluation=False)
+    damaged = fake_run(tmp_path, "odd", evaluation=False)
+    (damaged / "status.json").write_text('{"state": "finished", "created": "yesterday"}')
+    assert main(["--experiments", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "problem" in out.splitlines()[0]
+    assert "dataset not found: /data/x does not exist" in out
+    assert "status.json: created is 'yesterday', not a number" in out

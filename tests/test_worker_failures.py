@@ -6,13 +6,13 @@ import os
 import time
 
 import pytest
-from helpers import run_cli, wait_until
+from helpers import run_cli
 
 from fer.config import TrainConfig
 from fer.run_folder import RunFolder
 from fer.runs import create_run
 from fer.train import main, run_worker
-from fer.workers import acquire_lock, effective_state, is_alive
+from fer.workers import acquire_lock
 
 
 def tiny_config(data, **overrides) -> TrainConfig:
@@ -128,19 +128,16 @@ def test_cli_process_exits_2_on_invalid_flags(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_detached_run_with_bad_data_fails_in_the_background(tmp_path):
-    """`--detach` returns at once; the background worker records the data error in status.json."""
+@pytest.mark.parametrize("detach", [False, True])
+def test_a_missing_dataset_is_refused_before_a_run_exists_with_the_evaluate_exit_code(tmp_path, detach):
+    """`fer.train --data <missing>` (with or without --detach) exits 2 with the reason and leaves
+    no run folder behind; `fer.evaluate` gives the same error the same exit code."""
     experiments = tmp_path / "runs"
-    result = run_cli(["fer.train", "--experiments", experiments, "--name", "bad", "--detach",
-                      "--data", tmp_path / "missing", "--epochs", "1"], timeout=100)
-    assert result.returncode == 0, result.stderr
-    assert "training in the background" in result.stdout
-    run = experiments / "bad"
-    wait_until(lambda: RunFolder(run).read_status().get("state") == "failed" and not is_alive(run), 90,
-               "the detached worker to fail", log=run / "train.log")
-    assert effective_state(run) == "failed"
-    assert "dataset not found" in RunFolder(run).read_status()["error"]
-    log = RunFolder(run).read_log_tail()
-    assert "[fer] error: dataset not found" in log and "Traceback" not in log
+    result = run_cli(["fer.train", "--experiments", experiments, "--name", "bad", "--data",
+                      tmp_path / "missing", "--epochs", "1", *(["--detach"] if detach else [])], timeout=100)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: dataset not found" in result.stderr and "Traceback" not in result.stderr
+    assert not experiments.exists() or list(experiments.iterdir()) == []
+    evaluated = run_cli(["fer.evaluate", "--data", tmp_path / "missing"], timeout=100)
+    assert evaluated.returncode == 2 and "dataset not found" in evaluated.stderr
