@@ -30,7 +30,7 @@ from pathlib import Path
 
 from fer import PROJECT_ROOT
 from fer.files import read_json, write_json_atomic
-from fer.run_folder import RunFolder, file_lock
+from fer.run_folder import RunFolder, file_lock, lock_held
 from fer.workers import effective_state, start_worker
 
 QUEUE_LOCK = ".queue.lock"
@@ -173,17 +173,7 @@ def dispatch(root: Path) -> list[Path]:
 # ---- the dispatcher process --------------------------------------------------------------------
 
 def dispatcher_alive(root: Path) -> bool:
-    try:
-        fd = os.open(Path(root) / DISPATCHER_LOCK, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held(Path(root) / DISPATCHER_LOCK)
 
 
 def ensure_dispatcher(root: Path) -> bool:

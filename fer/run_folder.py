@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from fer.config import ConfigError, TrainConfig
-from fer.files import load_json, read_bytes, read_json, read_tail, write_json_atomic
+from fer.files import is_regular_file, load_json, read_bytes, read_json, read_tail, write_json_atomic
 from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, SWEEP_SCHEMA, checked
 
 # The states status.json records. "created": never started; "interrupted" is never written by a
@@ -76,6 +76,24 @@ def file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def lock_held(path: Path) -> bool:
+    """True while some process holds an exclusive flock on ``path`` (a regular file); never
+    blocks, and a momentary shared lock is all it takes."""
+    if not is_regular_file(path):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from fer import PROJECT_ROOT
-from fer.files import is_regular_file
 from fer.run_folder import (
     ACTIVE_STATES,
     RESUMABLE_STATES,
@@ -32,6 +31,7 @@ from fer.run_folder import (
     RunFolder,
     check_resumable_config,
     file_lock,
+    lock_held,
 )
 
 # How long a started worker (its pid alive, loading Python) may take to take its run's lock
@@ -41,20 +41,7 @@ QUEUED_GRACE_S = 120
 
 def is_alive(run_dir: Path) -> bool:
     """True while a worker process holds this run's lock."""
-    lock = RunFolder(run_dir).worker_lock
-    if not is_regular_file(lock):
-        return False
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held(RunFolder(run_dir).worker_lock)
 
 
 def acquire_lock(run_dir: Path, timeout: float = 3.0) -> int | None:
