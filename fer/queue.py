@@ -129,11 +129,16 @@ def _occupies_slot(status: dict, state: str) -> bool:
     return state == "running" or (state == "queued" and bool(status.get("pid")))
 
 
+def _waiting(entries: list[tuple[Path, dict, str]]) -> list[Path]:
+    """The waiting runs among ``entries``, in launch order (the order they start in)."""
+    waiting = [(status.get("queued") or 0, path.name, path) for path, status, state in entries
+               if _is_waiting(status, state)]
+    return [path for _, _, path in sorted(waiting)]
+
+
 def waiting_runs(root: Path) -> list[Path]:
     """The runs waiting for a slot, in the order they will start."""
-    entries = [(status.get("queued") or 0, path.name, path) for path, status, state in _scan(root)
-               if _is_waiting(status, state)]
-    return [path for _, _, path in sorted(entries)]
+    return _waiting(_scan(root))
 
 
 def queue_positions(root: Path) -> dict[str, int]:
@@ -141,33 +146,33 @@ def queue_positions(root: Path) -> dict[str, int]:
     return {path.name: number for number, path in enumerate(waiting_runs(root), start=1)}
 
 
-def busy_slots(root: Path) -> int:
-    return sum(_occupies_slot(status, state) for _, status, state in _scan(root))
-
-
 def dispatch(root: Path) -> list[Path]:
     """Start waiting runs, oldest first, while slots are free; returns the runs started."""
     root = Path(root)
     if not root.is_dir():
         return []
-    started = []
     with file_lock(root / QUEUE_LOCK):
-        entries = _scan(root)
-        free = max_runs(root) - sum(_occupies_slot(status, state) for _, status, state in entries)
-        waiting = sorted((status.get("queued") or 0, path.name, path) for path, status, state in entries
-                         if _is_waiting(status, state))
-        for _, _, path in waiting:
-            if free <= 0:
-                break
-            try:
-                pid = start_worker(path)
-            except OSError as exc:
-                RunFolder(path).write_status(state="failed", error=f"could not start its worker: {exc}")
-                continue
-            if pid is not None:
-                started.append(path)
-                free -= 1
-    return started
+        return _start_waiting(root)[0]
+
+
+def _start_waiting(root: Path) -> tuple[list[Path], int]:
+    """(the runs started, how many still wait); the caller holds the queue lock."""
+    entries = _scan(root)
+    free = max_runs(root) - sum(_occupies_slot(status, state) for _, status, state in entries)
+    waiting = _waiting(entries)
+    started = []
+    for path in waiting:
+        if free <= 0:
+            break
+        try:
+            pid = start_worker(path)
+        except OSError as exc:
+            RunFolder(path).write_status(state="failed", error=f"could not start its worker: {exc}")
+            continue
+        if pid is not None:
+            started.append(path)
+            free -= 1
+    return started, len(waiting) - len(started)
 
 
 # ---- the dispatcher process --------------------------------------------------------------------
@@ -203,10 +208,11 @@ def run_dispatcher(root: Path, interval: float = DISPATCH_INTERVAL_S) -> int:
     os.write(fd, f"{os.getpid()}\n".encode())  # for people and tests; liveness is the lock
     try:
         while True:
-            for path in dispatch(root):
-                print(f"[fer] started {path.name}", flush=True)
             with file_lock(root / QUEUE_LOCK):
-                if not waiting_runs(root):
+                started, still_waiting = _start_waiting(root)
+                for path in started:
+                    print(f"[fer] started {path.name}", flush=True)
+                if not still_waiting:
                     # Released while holding the queue lock: a run queued after this check finds
                     # no dispatcher and starts a new one.
                     os.close(fd)
