@@ -79,7 +79,7 @@ def lock_holder(run_dir: Path) -> int | None:
     if holders is not None:
         return holders[0] if len(holders) == 1 else None
     pid = folder.read_status().get("pid")
-    return pid if _pid_running(pid) and "fer.train" in _command_line(pid) else None
+    return pid if pid and "fer.train" in _command_line(pid) else None
 
 
 def _flock_holders(device: int, inode: int) -> list[int] | None:
@@ -99,10 +99,8 @@ def _flock_holders(device: int, inode: int) -> list[int] | None:
 
 
 def _command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        pass
+    """The process's command line from ``ps`` (only where /proc/locks is missing: macOS, BSD),
+    empty for a process that does not exist."""
     try:
         return subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True,
                               text=True, timeout=5, check=False).stdout
