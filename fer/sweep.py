@@ -323,8 +323,8 @@ def run_worker(name: str, storage: str, root: Path | None = None, poll: float = 
                 break
             if spec.seed is not None and spec.sampler != "grid":
                 study.sampler = _sampler(spec, trial.number)
-            for name, distribution in space.items():
-                _suggest(trial, name, distribution)
+            for setting, distribution in space.items():
+                _suggest(trial, setting, distribution)
             _run_trial(study, spec, trial, storage, root, poll, interrupted)
             ran += 1
     finally:
@@ -395,19 +395,12 @@ def _watch(study, spec: SweepSpec, trial, run_dir: Path, poll: float, interrupte
                         pruned = True
                         folder.write_status(note=f"pruned by its sweep after epoch {epoch}: its validation "
                                                  "accuracy was below the median of earlier trials")
-        stop_now = pruned or interrupted.is_set() or bool(_study_stopped(study))
+        stop_now = pruned or interrupted.is_set() or bool(study.user_attrs.get(STOPPED_ATTR))
         if stop_now and not stopping:
             stopping = stop(run_dir)
         if effective_state(run_dir) in FINAL_STATES:
             return pruned
         time.sleep(poll)
-
-
-def _study_stopped(study) -> bool:
-    from optuna.storages import RDBStorage
-
-    storage: RDBStorage = study._storage
-    return bool(storage.get_study_user_attrs(study._study_id).get(STOPPED_ATTR))
 
 
 def start_workers(name: str, storage: str, count: int = 1, root: Path | None = None) -> list[int]:
