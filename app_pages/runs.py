@@ -86,6 +86,11 @@ def requested_runs(known: list[str]) -> list[str]:
     return valid
 
 
+def queue_places(runs: list[RunSummary]) -> dict[str, int]:
+    """run id -> its place in the queue, read only when one of ``runs`` is queued."""
+    return queue_positions(experiments_dir()) if any(run.state == "queued" for run in runs) else {}
+
+
 def status_line(run: RunSummary, queue: dict[str, int]) -> str:
     s, c = run.status, run.config
     parts = [state_badge(run.state)]
@@ -201,7 +206,7 @@ def live_view(run_ids: list[str], was_active: bool) -> None:
     else:  # empty charts would only show meaningless axes
         st.info("Waiting for the first epoch: the loss and accuracy curves appear when it ends.",
                 icon=":material/hourglass_top:")
-    queue = queue_positions(experiments_dir()) if any(run.state == "queued" for run in runs) else {}
+    queue = queue_places(runs)
     for run in runs:
         run_card(run, queue)
     st.markdown("**Settings and results**")
@@ -219,7 +224,7 @@ if not runs:
     st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
-queue = queue_positions(experiments_dir()) if any(run.state == "queued" for run in runs) else {}
+queue = queue_places(runs)
 rows = [run_row(run, queue) for run in runs]
 st.dataframe(runs_table(rows), hide_index=True, placeholder="–", column_config={
     "best val acc": st.column_config.NumberColumn(format="%.1f%%"),

@@ -118,16 +118,9 @@ def read_evaluation(run_dir: Path, tta: str = "none") -> dict[str, Any] | None:
 def read_evaluation_checked(run_dir: Path, tta: str = "none") -> tuple[dict[str, Any] | None, list[str]]:
     """(metrics.json checked against fer.schemas.METRICS_SCHEMA, its problems): (None, []) when
     the model has no such evaluation, (None, problems) when its file is damaged."""
-    from fer.files import load_json
-    from fer.schemas import METRICS_SCHEMA, checked
+    from fer.schemas import METRICS_SCHEMA, load_checked
 
-    try:
-        raw = load_json(eval_dir(run_dir, tta) / METRICS)
-    except FileNotFoundError:
-        return None, []
-    except OSError as exc:
-        return None, [str(exc)]
-    metrics, problems = checked(raw, METRICS_SCHEMA, METRICS)
+    metrics, problems = load_checked(eval_dir(run_dir, tta) / METRICS, METRICS_SCHEMA)
     if problems or metrics is None:
         return None, problems
     classes = metrics.get("classes", CLASSES)

@@ -38,7 +38,7 @@ from typing import Any
 
 from fer.config import ConfigError, TrainConfig
 from fer.files import is_regular_file, load_json, read_bytes, read_json, read_tail, write_json_atomic
-from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, SWEEP_SCHEMA, checked
+from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, SWEEP_SCHEMA, load_checked
 
 # The states status.json records. "created": never started; "interrupted" is never written by a
 # worker: it is what an active state reads as once its worker is gone (fer.workers.effective_state).
@@ -213,13 +213,9 @@ class RunFolder:
 
     def read_status_checked(self) -> tuple[dict[str, Any], list[str]]:
         """(status.json's valid values, the problems of the others) (fer.schemas.STATUS_SCHEMA)."""
-        try:
-            raw = load_json(self.status_file)
-        except FileNotFoundError:
-            return {}, [f"{self.status_file.name} is missing"]
-        except OSError as exc:
-            return {}, [str(exc)]
-        status, problems = checked(raw, STATUS_SCHEMA, self.status_file.name, STATUS_TIMES)
+        status, problems = load_checked(self.status_file, STATUS_SCHEMA, STATUS_TIMES)
+        if status is None and not problems:
+            problems = [f"{self.status_file.name} is missing"]
         return status or {}, problems
 
     def write_status(self, **changes: Any) -> dict[str, Any]:
@@ -243,7 +239,7 @@ class RunFolder:
 
     def read_progress(self) -> dict[str, Any]:
         """progress.json's valid values ({} when it is missing or damaged)."""
-        progress, _ = checked(read_json(self.progress_file), PROGRESS_SCHEMA, self.progress_file.name)
+        progress, _ = load_checked(self.progress_file, PROGRESS_SCHEMA)
         return progress or {}
 
     def write_progress(self, **values: Any) -> None:
@@ -331,7 +327,7 @@ class RunFolder:
 
     def read_sweep_tag(self) -> dict[str, Any] | None:
         """{"study", "trial", "storage"} for a sweep's trial; None otherwise (or when damaged)."""
-        tag, problems = checked(read_json(self.sweep_file), SWEEP_SCHEMA, self.sweep_file.name)
+        tag, problems = load_checked(self.sweep_file, SWEEP_SCHEMA)
         return tag if tag is not None and not problems and "study" in tag else None
 
     # ---- log -----------------------------------------------------------------------------------

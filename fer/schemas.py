@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
+
+from fer.files import load_json
 
 # A time stamp (seconds since 1970) may be this far in the future: clocks of machines sharing an
 # experiments folder differ a little; a date far ahead is damage (it would keep a run queued).
@@ -164,3 +167,16 @@ def checked(value: Any, schema: dict, file_name: str,
     if "" in bad:
         return None, problems
     return {key: item for key, item in value.items() if key not in bad}, problems
+
+
+def load_checked(path: Path, schema: dict,
+                 times: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, list[str]]:
+    """``checked`` on a JSON file: (None, []) when it does not exist, (None, [why]) when it is not
+    a readable regular file of JSON."""
+    try:
+        raw = load_json(path)
+    except FileNotFoundError:
+        return None, []
+    except OSError as exc:
+        return None, [str(exc)]
+    return checked(raw, schema, Path(path).name, times)
