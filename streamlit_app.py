@@ -26,9 +26,11 @@ page = st.navigation([
     st.Page(home, title="fer-lab", default=True, visibility="hidden"),
     train,
     st.Page("app_pages/runs.py", title="Runs", icon=":material/monitoring:", url_path="runs"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("app_pages/sweep.py", title="Sweeps", icon=":material/tune:", url_path="sweeps"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/face:", url_path="predict"),
+    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset"),
 ])
 
 

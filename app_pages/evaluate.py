@@ -8,29 +8,47 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages.explain_view import gallery_pictures
+from app_pages.export_view import export_section
 from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
-from fer.evaluate import eval_dir, read_evaluation_checked, read_misclassified
+from fer.evaluate import (
+    JOB_ACTIVE_STATES,
+    EvaluationJobError,
+    eval_dir,
+    one_class_warning,
+    read_evaluation_checked,
+    read_job,
+    read_misclassified,
+    start_job,
+    stop_job,
+)
 from fer.run_folder import ACTIVE_STATES, METRICS, MISCLASSIFIED, RunError, RunFolder
 from fer.runs import list_runs, run_path
 from fer.tta import TTA_MODES
 from fer.ui import (
     GALLERY_PAGE_SIZE,
     TTA_TITLES,
+    confusion_difference_figure,
     confusion_figure,
     escape_markdown,
+    f1_delta_figure,
+    f1_delta_frame,
+    job_progress,
     misclassified_caption,
     misclassified_order,
     percent,
     report_frame,
     run_file,
-    upscale,
+    selected_cell,
 )
 
 DEFAULT_KEY = "default"
 SOURCE = "evaluate.source"
+# How often the progress of a background evaluation is read again (seconds).
+JOB_REFRESH_S = 1.0
 
 
 def has_model_or_evaluation(path: Path) -> bool:
@@ -81,28 +99,67 @@ def misclassified(folder: str, tta: str, mtime: float) -> dict | None:
 
 
 def evaluate_with_tta(folder: Path, mode: str) -> None:
-    """Offer to evaluate ``folder``'s model with a TTA mode (its results are written to disk)."""
-    st.info(f"This model has not been evaluated with {TTA_TITLES[mode].lower()} test-time "
-            f"augmentation yet: the model sees {TTA_MODES[mode]} of every validation and test face "
-            "and their predictions are averaged. This takes a minute or so on a CPU.")
+    """Offer to evaluate ``folder``'s model with a TTA mode in the background, or show the progress
+    of the evaluation under way (its results are written to disk)."""
+    job = read_job(folder, mode)
+    state = job.get("state", "")
+    if state in JOB_ACTIVE_STATES:
+        evaluation_progress(str(folder), mode)
+        return
+    title = TTA_TITLES[mode].lower()
+    st.info(f"This model has not been evaluated with {title} test-time augmentation yet: the model "
+            f"sees {TTA_MODES[mode]} of every validation and test face and their predictions are "
+            "averaged. It runs in the background and takes a few minutes on a CPU; this page and the "
+            "rest of the dashboard stay usable meanwhile.")
+    done = f" (batch {job.get('batch') or 0} of {job['batches']})" if job.get("batches") else ""
+    if state == "stopped":
+        st.warning(f"The last {title} evaluation was stopped before it finished{done}.")
+    elif state == "interrupted":
+        st.warning(f"The last {title} evaluation ended without finishing{done}: its process was killed "
+                   "or the computer restarted. Evaluate again.")
+    elif state == "failed":
+        st.error(f"Could not evaluate: {escape_markdown(job.get('error') or 'unknown error')}")
     if not actions_allowed():
         sign_in_notice("run an evaluation")
         return
-    if not st.button(f"Evaluate with {TTA_TITLES[mode].lower()} TTA", key=f"evaluate.run_tta.{mode}",
-                     type="primary"):
+    if not st.button(f"Evaluate with {title} TTA", key=f"evaluate.run_tta.{mode}", type="primary"):
         return
-    from fer.data import DataError
-    from fer.evaluate import evaluate_run
     from fer.predict import ModelError
 
-    with st.spinner("Evaluating…"):
-        try:
-            evaluate_run(folder, tta=mode)
-        except (DataError, ModelError, ValueError, OSError) as exc:
-            st.error(f"Could not evaluate: {exc}")
-            return
-    misclassified.clear()
+    try:
+        start_job(folder, mode)
+    except EvaluationJobError:
+        pass  # started meanwhile (another click or another browser): its progress shows
+    except (ModelError, ValueError, OSError) as exc:
+        st.error(f"Could not evaluate: {exc}")
+        return
     st.rerun()
+
+
+@st.fragment(run_every=JOB_REFRESH_S)
+def evaluation_progress(folder: str, mode: str) -> None:
+    """The live progress of the background evaluation of ``folder``'s model with ``mode``, with Stop;
+    the whole page is shown again when it ends."""
+    job = read_job(Path(folder), mode)
+    if job.get("state") not in JOB_ACTIVE_STATES:
+        misclassified.clear()
+        st.rerun()
+    fraction, text = job_progress(job)
+    stopping = RunFolder(folder).eval_stop_requested(mode)
+    if stopping:
+        text = "Stopping after the batch in progress…"
+    st.progress(fraction, text=f"Evaluating with {TTA_TITLES[mode].lower()} test-time augmentation: "
+                               f"{text}")
+    st.caption("It runs in the background: leave this page or use the rest of the dashboard "
+               "meanwhile; its results show here when it is done.")
+    if stopping:
+        return
+    if not actions_allowed():
+        sign_in_notice("stop an evaluation")
+        return
+    if st.button("Stop the evaluation", key=f"evaluate.stop_tta.{mode}", icon=":material/stop:"):
+        stop_job(Path(folder), mode)
+        st.rerun(scope="fragment")
 
 
 def damaged_evaluation(problems: list[str]) -> None:
@@ -146,15 +203,53 @@ def summary(folder: Path, metrics: dict, baseline: dict | None = None) -> None:
         column.caption(f"{result['n']} faces · {escape_markdown(description)}")
 
 
-def split_details(metrics: dict) -> None:
+def filter_keys(key: str) -> tuple[str, str]:
+    """The session keys of the gallery's true-class and predicted-class filters for model ``key``."""
+    return f"evaluate.true.{key}", f"evaluate.predicted.{key}"
+
+
+def matrix_key(key: str, mode: str, split: str) -> str:
+    """The confusion matrix chart's key; "clear filter" changes it, which clears its selection."""
+    return f"evaluate.matrix.{key}.{mode}.{split}.{st.session_state.get(f'evaluate.nonce.{key}', 0)}"
+
+
+def apply_cell(key: str, chart: str, cell: tuple[str, str] | None) -> None:
+    """Filter the gallery to a newly clicked confusion-matrix cell (true, predicted). A cell is
+    applied once, so the filters can be changed afterwards while it stays selected."""
+    applied = f"evaluate.applied.{chart}"
+    if cell is None:
+        st.session_state.pop(applied, None)
+        return
+    if st.session_state.get(applied) == cell:
+        return
+    st.session_state[applied] = cell
+    true_key, predicted_key = filter_keys(key)
+    st.session_state[true_key], st.session_state[predicted_key] = [cell[0]], [cell[1]]
+
+
+def clear_filters(key: str) -> None:
+    true_key, predicted_key = filter_keys(key)
+    st.session_state[true_key], st.session_state[predicted_key] = [], []
+    nonce = f"evaluate.nonce.{key}"
+    st.session_state[nonce] = st.session_state.get(nonce, 0) + 1
+
+
+def split_details(key: str, metrics: dict, mode: str) -> str:
+    """The split's confusion matrix (click a cell to filter the gallery) and report; returns the split."""
     splits = [split for split in ("test", "val") if split in metrics["splits"]]
     split = st.segmented_control("Split", splits, default=splits[0], format_func=SPLIT_TITLES.get,
                                  required=True, key="evaluate.split")
     result = metrics["splits"][split]
     classes = metrics.get("classes", CLASSES)
     matrix, report = st.columns([3, 2])
-    matrix.plotly_chart(confusion_figure(result["confusion_matrix"], classes,
-                                         f"Confusion matrix, {SPLIT_TITLES[split]} (rows sum to 100%)"))
+    chart = matrix_key(key, mode, split)
+    event = matrix.plotly_chart(
+        confusion_figure(result["confusion_matrix"], classes,
+                         f"Confusion matrix, {SPLIT_TITLES[split]} (rows sum to 100%)", selectable=True),
+        key=chart, on_select="rerun", selection_mode="points")
+    apply_cell(key, chart, selected_cell((event or {}).get("selection"), classes))
+    matrix.caption("Click a cell to see its misclassified test faces in the gallery below (or choose "
+                   "the classes there)." + (" The gallery holds test faces only." if split != "test" else ""))
     with report:
         st.markdown("**Per-class precision, recall and F1**")
         table = report_frame(result["report"], classes)
@@ -162,6 +257,7 @@ def split_details(metrics: dict) -> None:
         table[scores] = table[scores] * 100
         st.dataframe(table, column_config={
             name: st.column_config.NumberColumn(format="%.1f%%") for name in scores})
+    return split
 
 
 def gallery(key: str, folder: Path, mode: str) -> None:
@@ -171,16 +267,19 @@ def gallery(key: str, folder: Path, mode: str) -> None:
     if data is None:
         st.caption("No misclassified faces were saved for this model.")
         return
-    true_filter, predicted_filter = st.columns(2)
-    true_classes = true_filter.multiselect("True class", CLASSES, key=f"evaluate.true.{key}",
-                                           placeholder="all classes")
-    predicted_classes = predicted_filter.multiselect("Predicted class", CLASSES,
-                                                     key=f"evaluate.predicted.{key}",
+    true_key, predicted_key = filter_keys(key)
+    true_filter, predicted_filter, clear = st.columns([5, 5, 2], vertical_alignment="bottom")
+    true_classes = true_filter.multiselect("True class", CLASSES, key=true_key, placeholder="all classes")
+    predicted_classes = predicted_filter.multiselect("Predicted class", CLASSES, key=predicted_key,
                                                      placeholder="all classes")
+    clear.button("Clear filter", key=f"evaluate.clear.{key}", on_click=clear_filters, args=(key,),
+                 disabled=not (true_classes or predicted_classes), icon=":material/filter_alt_off:")
     order = misclassified_order(data["true"], data["predicted"], data["confidence"],
                                 true_classes or CLASSES, predicted_classes or CLASSES)
     if len(order) == 0:
-        st.caption("No misclassified face matches these filters.")
+        same = len(true_classes) == len(predicted_classes) == 1 and true_classes == predicted_classes
+        st.caption("That cell holds the faces classified correctly; the gallery shows mistakes only."
+                   if same else "No misclassified face matches these filters.")
         return
     pages = math.ceil(len(order) / GALLERY_PAGE_SIZE)
     page = 1
@@ -190,9 +289,67 @@ def gallery(key: str, folder: Path, mode: str) -> None:
     shown = order[(page - 1) * GALLERY_PAGE_SIZE: page * GALLERY_PAGE_SIZE]
     st.caption(f"{len(order)} of {len(data['true'])} misclassified faces, most confident mistakes "
                f"first; showing {len(shown)} (page {page} of {pages}).")
-    st.image([upscale(data["images"][i], 96) for i in shown], width=96,
+    st.image(gallery_pictures(f"evaluate.gradcam.{key}", folder, data, shown), width=96,
              caption=[misclassified_caption(data["true"][i], data["predicted"][i], data["confidence"][i])
                       for i in shown])
+
+
+def short_name(key: str) -> str:
+    return "shipped model" if key == DEFAULT_KEY else key
+
+
+def comparison(key: str, metrics: dict, mode: str, split: str) -> None:
+    """This model against a second one: both confusion matrices, their difference and the change
+    of F1 per class, on the same split (and test-time augmentation when the second has it)."""
+    st.subheader("Compare with another model")
+    others = [other for other in known if other != key]
+    if not others:
+        st.caption("Train another model to compare it with this one.")
+        return
+    other = st.selectbox("Second model", others, index=None, key=f"evaluate.compare.{key}",
+                         format_func=lambda k: known[k][0], placeholder="Choose a model to compare")
+    if other is None:
+        return
+    other_metrics, problems = read_evaluation_checked(known[other][1], mode)
+    if other_metrics is None and not problems and mode != "none":
+        other_metrics, problems = read_evaluation_checked(known[other][1])
+        if other_metrics is not None:
+            st.caption(f"{escape_markdown(other)} has no {TTA_TITLES[mode].lower()} evaluation: "
+                       "compared with its evaluation without test-time augmentation.")
+    if other_metrics is None:
+        damaged_evaluation(problems)
+        if not problems:
+            st.info(f"{escape_markdown(known[other][0])} has no evaluation yet.")
+        return
+    classes = metrics.get("classes", CLASSES)
+    if other_metrics.get("classes", CLASSES) != classes or split not in other_metrics["splits"]:
+        st.info(f"{escape_markdown(known[other][0])} was evaluated on other classes or splits; "
+                "it cannot be compared with this model.")
+        return
+    mine, theirs = metrics["splits"][split], other_metrics["splits"][split]
+    names = (short_name(key), short_name(other))
+    if mine["n"] != theirs["n"]:
+        st.warning(f"The two evaluations used different faces ({mine['n']} and {theirs['n']}): "
+                   "the models were evaluated on different data, so the comparison is rough.")
+    first, second = st.columns(2)
+    for column, name, result in ((first, names[0], mine), (second, names[1], theirs)):
+        column.metric(f"{name}: {SPLIT_TITLES[split]} accuracy", percent(result["accuracy"]), border=True,
+                      delta=None if result is theirs else
+                      f"{(mine['accuracy'] - theirs['accuracy']) * 100:+.1f} points vs {names[1]}")
+        title = f"{name}, {SPLIT_TITLES[split]}"
+        column.plotly_chart(confusion_figure(result["confusion_matrix"], classes, title, tickangle=-45),
+                            key=f"evaluate.compare_matrix.{name}")
+    difference, f1 = st.columns([3, 2])
+    difference.plotly_chart(confusion_difference_figure(mine["confusion_matrix"], theirs["confusion_matrix"],
+                                                        names, classes))
+    frame = f1_delta_frame(mine["report"], theirs["report"], names, classes)
+    with f1:
+        st.plotly_chart(f1_delta_figure(frame))
+        st.dataframe(frame * 100, column_config={
+            name: st.column_config.NumberColumn(format="%+.1f" if name == frame.columns[-1] else "%.1f")
+            for name in frame.columns})
+    st.caption(f"Blue cells and green bars: {escape_markdown(names[0])} has the larger share or the better "
+               f"F1; red: {escape_markdown(names[1])}. Differences are in percentage points.")
 
 
 st.title("Evaluate a model")
@@ -209,6 +366,7 @@ requested = requested_source(known) if SOURCE not in st.session_state else None
 key = st.selectbox("Model", keys, index=keys.index(requested) if requested else 0, key=SOURCE,
                    format_func=lambda k: known[k][0], on_change=sync_query_params)
 folder = known[key][1]
+export_section(folder, key)  # export and download as .keras, SavedModel, LiteRT, ONNX
 baseline, problems = read_evaluation_checked(folder)
 if baseline is None:
     damaged_evaluation(problems)
@@ -223,8 +381,13 @@ metrics, problems = (baseline, []) if mode == "none" else read_evaluation_checke
 if metrics is None:
     damaged_evaluation(problems)
     evaluate_with_tta(folder, mode)
-    st.stop()
+    st.divider()
+    st.caption("Meanwhile, the results without test-time augmentation:")
+    mode, metrics = "none", baseline
 
 summary(folder, metrics, baseline if mode != "none" else None)
-split_details(metrics)
+if hint := one_class_warning(metrics):
+    st.warning(hint, icon=":material/warning:")
+split = split_details(key, metrics, mode)
 gallery(key, folder, mode)
+comparison(key, metrics, mode, split)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.curves_view import live_curves
+from app_pages.export_view import export_section
+from app_pages.notes_view import notes_summary
 from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
+from fer.evaluate import one_class_warning, read_evaluation
 from fer.queue import max_runs, queue_positions
 from fer.run_folder import ACTIVE_STATES, METRICS, RESUMABLE_STATES, RunError, RunFolder
 from fer.runs import RunSummary, experiments_dir, list_runs, load_run, run_path
 from fer.ui import (
     comparison_frame,
-    curve_figure,
     escape_markdown,
     percent,
     read_run_file,
@@ -113,7 +116,12 @@ def status_line(run: RunSummary, queue: dict[str, int]) -> str:
 def progress_bar(run: RunSummary) -> None:
     progress = RunFolder(run.path).read_progress()
     batches = progress.get("batches") or 0
-    if run.state == "queued" or not batches:
+    if run.state == "queued":
+        # The last worker's final phase ("stopped") is still in progress.json: not this run's news.
+        st.progress(0.0, text="queued: waiting for a free training slot…" if run.status.get("pid") is None
+                    else "queued: starting the worker…")
+        return
+    if not batches:
         phase = progress.get("phase") or run.status.get("phase") or "starting"
         st.progress(0.0, text=f"{phase}…")
         return
@@ -149,6 +157,11 @@ def run_actions(run: RunSummary) -> None:
         if run_file(folder.eval_dir(), METRICS) is not None:
             st.page_link("app_pages/evaluate.py", label="Evaluate", icon=":material/grid_on:",
                          query_params={"run": run.run_id})
+        if st.button("Clone settings into Train", key=f"clone.{run.run_id}", icon=":material/content_copy:",
+                     help="Open the Train page with this run's settings, to train a variant of it."):
+            from fer.train_form import request_clone  # switches to the Train page
+
+            request_clone(run.run_id)
 
 
 def damaged_notice(run: RunSummary) -> None:
@@ -180,37 +193,61 @@ def run_card(run: RunSummary, queue: dict[str, int]) -> None:
         if tag:
             st.page_link("app_pages/sweep.py", label=f"Sweep {tag['study']}", icon=":material/tune:",
                          query_params={"study": tag["study"]})
+        notes_summary(run)  # tags and notes (notes.json), edited on the Compare page
         if run.state in ACTIVE_STATES:
             progress_bar(run)
         if run.status.get("error"):
             st.error(run.status["error"])
         if run.status.get("note"):
             st.info(run.status["note"])
+        evaluation = read_evaluation(run.path) if run_file(RunFolder(run.path).eval_dir(), METRICS) else None
+        if evaluation and (hint := one_class_warning(evaluation)):
+            st.warning(hint, icon=":material/warning:")
         run_actions(run)
+        export_section(run.path, run.run_id)  # export and download as .keras, SavedModel, LiteRT, ONNX
         with st.expander("Log (last lines of train.log)"):
             st.code(RunFolder(run.path).read_log_tail(40) or "(empty)", language="text")
 
 
-def live_view(run_ids: list[str], was_active: bool) -> None:
-    """Curves, progress and status of the selected runs, read from their folders on every call."""
+def selection(known: list[str]) -> list[str]:
+    """The runs to show: the multiselect, first filled from ``?run=`` (or the newest run)."""
+    if SELECTED in st.session_state:
+        st.session_state[SELECTED] = [rid for rid in st.session_state[SELECTED] if rid in known]
+        return st.multiselect("Runs to show", known, key=SELECTED, on_change=sync_query_params)
+    return st.multiselect("Runs to show", known, default=requested_runs(known) or known[:1],
+                          key=SELECTED, on_change=sync_query_params)
+
+
+def live_page(was_active: bool) -> None:
+    """Everything on the page that changes: the table, the selection, curves, progress and status
+    of the selected runs, read from the run folders on every call."""
     if st.session_state.pop(CHANGED, False):
         st.rerun()  # A button in this fragment changed a run: refresh the whole page.
-    runs = [load_run(run_path(run_id)) for run_id in run_ids]
-    if was_active and not any(run.state in ACTIVE_STATES for run in runs):
-        st.rerun()  # Training ended: refresh the table and stop polling.
-    histories = {run.run_id: RunFolder(run.path).read_history() for run in runs}
-    if any(len(history) for history in histories.values()):
-        loss, accuracy = st.columns(2)
-        loss.plotly_chart(curve_figure(histories, "loss", "Loss"))
-        accuracy.plotly_chart(curve_figure(histories, "accuracy", "Accuracy"))
-    else:  # empty charts would only show meaningless axes
-        st.info("Waiting for the first epoch: the loss and accuracy curves appear when it ends.",
-                icon=":material/hourglass_top:")
+    runs = list_runs(reuse=True)
+    if any(run.state in ACTIVE_STATES for run in runs) != was_active:
+        st.rerun()  # A run started or ended: poll at the rate that fits.
+    if not runs:
+        st.info("No runs yet.")
+        st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
+        return
     queue = queue_places(runs)
-    for run in runs:
+    st.dataframe(runs_table([run_row(run, queue) for run in runs]), hide_index=True, placeholder="–",
+                 column_config={"best val acc": st.column_config.NumberColumn(format="%.1f%%"),
+                                "test acc": st.column_config.NumberColumn(format="%.1f%%")})
+    st.button("Refresh", icon=":material/refresh:")
+    if not actions_allowed():
+        sign_in_notice("stop, resume or delete runs")
+    by_id = {run.run_id: run for run in runs}
+    selected = [by_id[run_id] for run_id in selection(list(by_id))]
+    if not selected:
+        st.info("Select one or more runs to see their curves and status.")
+        return
+    histories = {run.run_id: RunFolder(run.path).read_history() for run in selected}
+    live_curves(selected, histories)  # time left, CPU and memory of runs in training; curves
+    for run in selected:
         run_card(run, queue)
     st.markdown("**Settings and results**")
-    st.table(comparison_frame(runs))
+    st.table(comparison_frame(selected))
 
 
 st.title("Runs")
@@ -218,35 +255,11 @@ st.session_state.pop(CHANGED, None)  # This full run reads everything afresh.
 for kind, text in st.session_state.pop(FLASH, []):
     getattr(st, kind)(text)
 
-runs = list_runs()
-if not runs:
-    st.info("No runs yet.")
-    st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
-    st.stop()
-
-queue = queue_places(runs)
-rows = [run_row(run, queue) for run in runs]
-st.dataframe(runs_table(rows), hide_index=True, placeholder="–", column_config={
-    "best val acc": st.column_config.NumberColumn(format="%.1f%%"),
-    "test acc": st.column_config.NumberColumn(format="%.1f%%"),
-})
-st.button("Refresh", icon=":material/refresh:")
-if not actions_allowed():
-    sign_in_notice("stop, resume or delete runs")
-
-known = [run.run_id for run in runs]
-if SELECTED in st.session_state:
-    st.session_state[SELECTED] = [rid for rid in st.session_state[SELECTED] if rid in known]
-    selected = st.multiselect("Runs to show", known, key=SELECTED, on_change=sync_query_params)
-else:
-    selected = st.multiselect("Runs to show", known, default=requested_runs(known) or known[:1],
-                              key=SELECTED, on_change=sync_query_params)
-if not selected:
-    st.info("Select one or more runs to see their curves and status.")
-    st.stop()
-
-active = any(load_run(run_path(run_id)).state in ACTIVE_STATES for run_id in selected)
 # A new epoch must show within 2 s of being written (bench/dashboard.py measures it): polling every
-# second keeps the worst case at one interval plus the fragment's own render time.
+# second keeps the worst case at one interval plus the fragment's own render time. With no run
+# training the page still looks every few seconds, so that a run started elsewhere (another tab,
+# the command line, a sweep) appears and the page switches to polling every second.
 LIVE_REFRESH_S = 1.0
-st.fragment(live_view, run_every=LIVE_REFRESH_S if active else None)(selected, active)
+IDLE_REFRESH_S = 5.0
+active = any(run.state in ACTIVE_STATES for run in list_runs(reuse=True))
+st.fragment(live_page, run_every=LIVE_REFRESH_S if active else IDLE_REFRESH_S)(active)

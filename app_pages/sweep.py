@@ -531,6 +531,12 @@ def best_trial(best: dict[str, Any] | None) -> None:
         if best["run"]:
             right.page_link("app_pages/evaluate.py", label="Evaluate this run", icon=":material/grid_on:",
                             query_params={"run": best["run"]})
+            if right.button("Clone settings into Train", key="sweep.clone_best",
+                            icon=":material/content_copy:",
+                            help="Open the Train page with this trial's settings, e.g. to train it longer."):
+                from fer.train_form import request_clone  # switches to the Train page
+
+                request_clone(best["run"])
 
 
 def trials_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:

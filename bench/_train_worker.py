@@ -40,6 +40,7 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 FEEDERS = ("model_bound", "ours", "seeds_idg")
@@ -96,7 +97,8 @@ class _NoTensorFlow:
         frames = [f for f in traceback.extract_stack()
                   if any(part in f.filename for part in ("/fer/", "/bench/", "/keras/src/"))
                   and "_train_worker.py" not in f.filename and "module_utils.py" not in f.filename]
-        where = " <- ".join(f"{f.filename.split('/site-packages/')[-1].split('/work/main/')[-1]}:{f.lineno} "
+        root = str(Path(__file__).resolve().parent.parent) + "/"
+        where = " <- ".join(f"{f.filename.split('/site-packages/')[-1].split(root)[-1]}:{f.lineno} "
                             f"{f.name}" for f in frames[::-1][:3])
         if where not in TENSORFLOW_IMPORTS:
             TENSORFLOW_IMPORTS.append(where)

@@ -5,8 +5,8 @@
 
 Everything happens in a temporary experiments folder (``FER_EXPERIMENTS``); nothing is written
 to ``experiments/``. Measures:
-  * Runs page script time in-process with Streamlit's AppTest: the first render in the process
-    (imports included) and the median of reruns;
+  * Runs page (and Compare page) script time in-process with Streamlit's AppTest: the first
+    render in the process (imports included) and the median of reruns;
   * the same page in headless Chromium against ``streamlit run``: from navigation to the runs
     table, the curves and the settings table drawn and the script idle: first load, full reloads
     (the whole frontend again), a new browser session, and in-app navigation (sidebar link);
@@ -15,7 +15,7 @@ to ``experiments/``. Measures:
   * Predict page: time to open it the first time in a server process (imports TensorFlow and loads
     the model) and again in new browser sessions (cached with st.cache_resource by path + mtime),
     then the time from uploading a 1 MP photo to the face's chart.
-Targets: Runs page <= 1.5 s; a new epoch on the live curves <= 2 s.
+Targets: Runs and Compare pages <= 1.5 s; a new epoch on the live curves <= 2 s.
 Chromium: Debian's /usr/bin/chromium driven by Playwright (``CHROMIUM`` overrides the path).
 """
 
@@ -59,10 +59,10 @@ def make_runs(root: Path, count: int, epochs: int = 100) -> list[str]:
             for i in range(count)]
 
 
-def apptest_runs_page(reruns: int) -> dict:
-    """Runs page script time in AppTest: first render in this process, then reruns (what every
-    click, or the Refresh button, costs). A new AppTest also scans every installed package for
-    Streamlit components (~1 s here): harness cost, reported apart as ``new_session_s``."""
+def apptest_runs_page(reruns: int, page: str = "runs") -> dict:
+    """Runs (or another) page's script time in AppTest: first render in this process, then reruns
+    (what every click, or the Refresh button, costs). A new AppTest also scans every installed
+    package for Streamlit components (~1 s here): harness cost, reported apart as ``new_session_s``."""
     from streamlit.testing.v1 import AppTest
 
     start = time.perf_counter()
@@ -70,10 +70,10 @@ def apptest_runs_page(reruns: int) -> dict:
     app.run()
     new_session = time.perf_counter() - start
     start = time.perf_counter()
-    app.switch_page("app_pages/runs.py").run()
+    app.switch_page(f"app_pages/{page}.py").run()
     first = time.perf_counter() - start
     assert not app.exception, [e.value for e in app.exception]
-    assert app.get("plotly_chart"), "the Runs page drew no curves"
+    assert app.get("plotly_chart"), f"the {page} page drew no chart"
     times = []
     for _ in range(reruns):
         start = time.perf_counter()
@@ -211,9 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(model_path, RunFolder(root / ids[0]).model_file)
         apptest = apptest_runs_page(2 if args.quick else 10)
         log(f"apptest runs page: {apptest}")
+        compare = apptest_runs_page(2 if args.quick else 10, page="compare")
+        log(f"apptest compare page: {compare}")
         browser = {"skipped": "--quick / --no-browser"} if args.quick or args.no_browser else \
             browser_session(root, model_path, work)
-        targets = {"runs_page_apptest_rerun_<=1.5s": apptest["rerun_median_s"] <= 1.5}
+        targets = {"runs_page_apptest_rerun_<=1.5s": apptest["rerun_median_s"] <= 1.5,
+                   "compare_page_apptest_rerun_<=1.5s": compare["rerun_median_s"] <= 1.5}
         if "runs_page_reload_s" in browser:
             targets["runs_page_chromium_reload_<=1.5s"] = statistics.median(
                 browser["runs_page_reload_s"]) <= 1.5
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             targets["live_curves_max_<=2s"] = browser["live_curves"]["max_s"] <= 2
         write_result("dashboard", {
             "quick": args.quick, "runs": count, "epochs_per_run": 100, "model": model_kind,
-            "apptest_runs_page": apptest, "chromium": browser, "targets_met": targets})
+            "apptest_runs_page": apptest, "apptest_compare_page": compare, "chromium": browser,
+            "targets_met": targets})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         photos = [photo(face, rng) for face in images]
         our_faces, our_found, ref_faces, ref_found = [], [], [], []
         for gray in photos:
-            boxes = detect_faces(gray)
+            boxes = detect_faces(gray, "haar")  # both tools with a Haar cascade (see the docstring)
             our_found.append(bool(boxes))
             if boxes:
                 our_faces.append(crop_face(gray, boxes[0]))

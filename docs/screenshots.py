@@ -1,11 +1,12 @@
 """Retake the README's page screenshots (docs/screenshots/*.png) in headless Chromium.
 
-    python docs/screenshots.py [--run RUN_ID] [--photo PATH] [--pages train,runs,evaluate,predict,sweeps]
+    python docs/screenshots.py [--run RUN_ID] [--photo PATH] [--pages train,runs,...,dataset]
 
 Starts ``streamlit run streamlit_app.py`` on a free port with this project's ``experiments/``,
 opens each page as a user would (the Runs page on ``--run``, Evaluate on the shipped model, the
 Predict page with ``--photo`` uploaded: scikit-image's astronaut by default, the Sweeps page on a
-demo sweep of fake runs in a temporary experiments folder) and saves a full-page PNG of each;
+demo sweep of fake runs in a temporary experiments folder, the Dataset page on ``FER_DATA``, the
+Compare page on twelve fake runs in another temporary folder) and saves a full-page PNG of each;
 ``--pages`` retakes some of them only.
 Needs Debian's ``chromium`` (``CHROMIUM`` overrides the path) and Playwright's Python package.
 """
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import StreamlitServer, chromium, wait_idle  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
-PAGES = ("train", "runs", "evaluate", "predict", "sweeps")
+PAGES = ("train", "runs", "evaluate", "predict", "sweeps", "dataset", "compare")
 VIEWPORT = {"width": 1400, "height": 1600}
 
 
@@ -57,6 +58,55 @@ def sweeps_shot(browser) -> Path:
     return OUT / "sweeps.png"
 
 
+def compare_shot(browser) -> Path:
+    """The Compare page on twelve fake finished runs (bench.fake_runs) whose learning rate, dropout,
+    batch size and optimizer differ, each with the accuracy a sweep of mini-Xception might find,
+    some of them tagged, in a temporary experiments folder."""
+    import random
+
+    from bench.fake_runs import fake_run, plausible_accuracy
+    from fer.config import TrainConfig
+    from fer.run_folder import RunFolder
+
+    folder = Path(tempfile.mkdtemp(prefix="fer-screenshots-compare-"))
+    draw = random.Random(3)
+    for number in range(12):
+        params = {"learning_rate": round(10 ** draw.uniform(-4, -2), 5),
+                  "dropout": draw.choice([0.0, 0.25, 0.5]), "batch_size": draw.choice([32, 64, 128])}
+        optimizer = "sgd" if number % 4 == 3 else "adam"
+        run_dir = fake_run(folder / "experiments", f"run-{number:02d}", epochs_done=5, created=1000 + number)
+        run = RunFolder(run_dir)
+        run.write_config(TrainConfig.for_architecture("mini_xception", epochs=5, optimizer=optimizer,
+                                                      **params))
+        run.write_status(best_val_accuracy=plausible_accuracy(params) - 0.05 * (optimizer == "sgd"))
+        run.write_notes(["lr-study", "baseline"] if number == 0 else ["lr-study"] if number % 2 else [],
+                        "mini-Xception, 5 epochs" if number == 0 else "")
+    server = StreamlitServer({"FER_EXPERIMENTS": str(folder / "experiments")}, folder / "server.log")
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(120_000)
+        page.goto(server.url + "/compare?run=run-00")
+        page.locator(".js-plotly-plot").first.wait_for()
+        settle(page)
+        page.screenshot(path=str(OUT / "compare.png"), full_page=True)
+    finally:
+        server.stop()
+    return OUT / "compare.png"
+
+
+def dataset_shot(browser, url: str) -> Path:
+    """The Dataset page on the dataset the server finds (FER_DATA): the chart and the faces grid."""
+    page = browser.new_page(viewport={**VIEWPORT, "height": 2400})  # seven rows of faces
+    page.set_default_timeout(120_000)
+    page.goto(url + "/dataset")
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.locator("[data-testid='stImage']").first.wait_for()
+    settle(page)
+    page.screenshot(path=str(OUT / "dataset.png"), full_page=True)
+    page.close()
+    return OUT / "dataset.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default-mini-xception", help="run shown on the Runs page")
@@ -71,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (os.environ.get("CHROMIUM") or shutil.which("chromium")):
         print("error: Chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 2
+    if "dataset" in pages:
+        from fer.data import find_datasets, resolve_location
+
+        if not find_datasets():
+            print("error: the Dataset page's screenshot needs FER2013: set FER_DATA", file=sys.stderr)
+            return 2
+        resolve_location(None)  # unpack an archive now, not while the browser waits
     photo = Path(args.photo) if args.photo else None
     if photo is None:
         import skimage
@@ -102,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(OUT / f"{name}.png")
             if "sweeps" in pages:
                 print(sweeps_shot(browser))
+            if "dataset" in pages:
+                print(dataset_shot(browser, url))
+            if "compare" in pages:
+                print(compare_shot(browser))
         finally:
             browser.close()
             playwright.stop()

@@ -4,8 +4,8 @@ Streamlit's built-in authentication (``st.login`` / ``st.user`` / ``st.logout``)
 ``[auth]`` section in ``.streamlit/secrets.toml`` (an OpenID Connect provider). Without one nobody
 signs in and every action is allowed: the dashboard must then stay on localhost (the shipped
 ``.streamlit/config.toml`` binds it there) or behind an SSH tunnel. With one, launching, stopping,
-resuming and deleting runs, checking a dataset, TTA evaluations and photo uploads are refused to
-visitors who have not signed in. The pages check ``actions_allowed()`` in the callbacks and
+resuming and deleting runs, checking a dataset, TTA evaluations, photo and dataset uploads are
+refused to visitors who have not signed in. The pages check ``actions_allowed()`` in the callbacks and
 functions that act, not only when drawing their buttons.
 """
 

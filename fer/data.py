@@ -170,12 +170,17 @@ def resolve_location(location: str | os.PathLike | None) -> Path:
     return _find_image_root(path)
 
 
-def unpack_archive(archive: Path) -> Path:
-    """Unpack ``archive`` once into the cache and return the folder; safe against concurrent calls."""
+def unpacked_folder(archive: Path) -> Path:
+    """Where :func:`unpack_archive` puts ``archive`` (a new folder whenever the archive changes)."""
     stat = archive.stat()
     key = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir() / "datasets" / f"{archive.name.split('.')[0]}-{key[:12]}"
+
+
+def unpack_archive(archive: Path) -> Path:
+    """Unpack ``archive`` once into the cache and return the folder; safe against concurrent calls."""
+    target = unpacked_folder(archive)
     stem = archive.name.split(".")[0]
-    target = cache_dir() / "datasets" / f"{stem}-{key[:12]}"
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +214,8 @@ def _find_image_root(path: Path) -> Path:
     """The folder holding ``train/`` (the folder itself or a single level below it)."""
     if (path / "train").is_dir():
         return path
-    subdirs = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    # Sorted, so a data/ folder with several datasets always gives the same one (the first by name).
+    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     for sub in subdirs:
         if (sub / "train").is_dir():
             return sub
@@ -427,3 +433,117 @@ def summarize_dataset(location: str | os.PathLike | None = None,
               "val": val_counts, "test": count(test)}
     return DatasetSummary(source, counts, f"{validation_split:.0%} of train (stratified)",
                           "test/", warnings)
+
+
+def validation_is_public_test(location: str | os.PathLike | None = None) -> bool | None:
+    """Whether validation is PublicTest (a fer2013.csv, or test/ holding PublicTest_ and
+    PrivateTest_ files) rather than a fraction of train, told quickly without reading an image.
+
+    None when that cannot be told quickly: an archive not unpacked yet (unpacking FER2013 takes
+    seconds), or a dataset that is missing or not in a readable form.
+    """
+    try:
+        path = _given_or_default(location).expanduser()
+        if path.is_file() and path.name.lower().endswith((".tar.gz", ".tgz", ".tar")):
+            folder = unpacked_folder(path)
+            if not folder.is_dir():
+                return None
+            source = _find_image_root(folder)
+        else:
+            source = resolve_location(path)
+        if source.is_file():
+            return True  # fer2013.csv: validation is its PublicTest rows (the loader needs them)
+        found = set()
+        for class_dir in (source / "test").iterdir():
+            if not class_dir.is_dir():
+                continue
+            with os.scandir(class_dir) as entries:
+                for entry in entries:
+                    found.update(prefix for prefix in ("PublicTest_", "PrivateTest_")
+                                 if entry.name.startswith(prefix))
+                    if len(found) == 2:
+                        return True
+        return False
+    except (DataError, OSError):
+        return None
+
+
+DATASET_FILES = (".tar.gz", ".tgz", ".tar", ".csv", ".csv.gz")
+
+
+def find_datasets() -> list[Path]:
+    """The datasets the app can show, without reading them: ``FER_DATA``, ``data/`` itself when it
+    holds ``train/``, and every FER2013 archive, CSV or folder directly inside ``data/``.
+
+    Only paths :func:`check_data_allowed` accepts are listed (a link in ``data/`` pointing
+    elsewhere is not); hidden entries (an import in progress) are skipped.
+    """
+    found: list[Path] = []
+    if os.environ.get("FER_DATA", "").strip():
+        found.append(Path(os.environ["FER_DATA"].strip()).expanduser())
+    if DATA_DIR.is_dir():
+        if (DATA_DIR / "train").is_dir():
+            found.append(DATA_DIR)
+        for entry in sorted(DATA_DIR.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            is_folder = entry.is_dir() and any(
+                (entry / name).exists() for name in ("train", "fer2013.csv", "fer2013.csv.gz"))
+            if is_folder or (entry.is_file() and entry.name.lower().endswith(DATASET_FILES)):
+                found.append(entry)
+    allowed: list[Path] = []
+    for path in found:
+        with contextlib.suppress(DataError):
+            check_data_allowed(path)
+            if path not in allowed:
+                allowed.append(path)
+    return allowed
+
+
+def _split_items(root: Path, split: str, validation_split: float, seed: int) -> list[tuple[Path, int]]:
+    """The image files of one split of an image-folder dataset, by the rules of :func:`load_dataset`
+    (for a validation fraction of train: the same files when every image is readable)."""
+    warnings: list[str] = []
+    train = _list_folder(root / "train", root, warnings)
+    test = _list_folder(root / "test", root, warnings)
+    public = [it for it in test if it[0].name.startswith("PublicTest_")]
+    private = [it for it in test if it[0].name.startswith("PrivateTest_")]
+    if public and private:
+        return {"train": train, "val": public, "test": private}[split]
+    if split == "test":
+        return test
+    labels = np.array([label for _, label in train], dtype=np.int64)
+    positions = Split(np.zeros((len(train), 1, 1), np.uint8), labels, [str(i) for i in range(len(train))])
+    rest, held = _stratified_split(positions, validation_split, seed)
+    return [train[int(i)] for i in (held if split == "val" else rest).names]
+
+
+def sample_faces(location: str | os.PathLike | None = None, split: str = "train", per_class: int = 6,
+                 seed: int = 0, validation_split: float = 0.1,
+                 split_seed: int = 42) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Up to ``per_class`` faces of every class in ``split``, chosen with ``seed``: class name ->
+    [(file or row, 48x48 uint8)]. Only the chosen images of a folder dataset are decoded."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    source = resolve_location(location)
+    rng = np.random.default_rng(seed)
+    faces: dict[str, list[tuple[str, np.ndarray]]] = {name: [] for name in CLASSES}
+    if source.is_file():
+        chosen = _load_csv(source).split(split)
+        for label, name in enumerate(CLASSES):
+            index = np.flatnonzero(chosen.labels == label)
+            for i in np.sort(rng.permutation(index)[:per_class]):
+                faces[name].append((chosen.names[i], chosen.images[i]))
+        return faces
+    items = _split_items(source, split, validation_split, split_seed)
+    picked: list[tuple[Path, int]] = []
+    for label in range(len(CLASSES)):
+        of_class = [item for item in items if item[1] == label]
+        picked += [of_class[i] for i in np.sort(rng.permutation(len(of_class))[:per_class])]
+    if not picked:
+        return faces
+    read = _read_images(picked, source, [])
+    for image, label, name in zip(read.images, read.labels, read.names, strict=True):
+        faces[CLASSES[label]].append((name, image))
+    return faces
+

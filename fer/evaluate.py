@@ -1,21 +1,40 @@
 """Evaluate a model on a split: accuracy, confusion matrix, per-class report, misclassified faces.
 
-CLI: ``python -m fer.evaluate --model PATH --data DIR --split private`` prints JSON.
+CLI: ``python -m fer.evaluate --model PATH --data DIR --split private`` prints JSON;
+``python -m fer.evaluate --run RUN [--tta MODE] [--detach]`` evaluates a run's model on its own data
+and writes its evaluation folder.
+
+An evaluation of a run is a job, whether it runs in a terminal or in the background (the Evaluate
+page's button and ``--detach`` start it as a process of its own, in its own process group, as
+training workers are started): it holds ``.job.lock`` in the evaluation's folder while it lives and
+records its state and progress (batches done of all) in ``job.json`` there (``fer.run_folder``
+names the files). ``stop_job`` asks it to stop (a ``stop-requested`` file and SIGTERM to the lock's
+holder); it stops after the batch in progress. A job whose process died without recording an end
+reads ``interrupted``, never running for ever.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fer import CLASSES
+from fer import CLASSES, PROJECT_ROOT
 from fer.data import Split
-from fer.run_folder import METRICS, MISCLASSIFIED, PREDICTIONS, RunFolder
+from fer.run_folder import METRICS, MISCLASSIFIED, PREDICTIONS, RunFolder, file_lock, lock_held
 
 SPLIT_ALIASES = {"private": "test", "privatetest": "test", "test": "test",
                  "public": "val", "publictest": "val", "val": "val", "validation": "val",
@@ -80,13 +99,41 @@ def eval_dir(run_dir: Path, tta: str = "none") -> Path:
     return RunFolder(run_dir).eval_dir(tta_mode(tta))
 
 
-def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, float]:
+# Faces per batch of a job's predictions (each face is seen once per TTA view): the unit of its
+# progress, and how long a stop may wait.
+JOB_BATCH = 256
+
+
+def predict_in_batches(predictor, splits: dict[str, Split], tta: str, batch: int = JOB_BATCH,
+                       progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Probabilities per split, ``batch`` faces at a time; ``progress(done, total)`` is called
+    before the first batch and after each (it may raise to stop)."""
+    total = sum(math.ceil(len(split.images) / batch) for split in splits.values())
+    done = 0
+    if progress:
+        progress(done, total)
+    result = {}
+    for name, split in splits.items():
+        parts = [np.zeros((0, len(CLASSES)), dtype=np.float32)]
+        for start in range(0, len(split.images), batch):
+            parts.append(predictor.predict_faces(split.images[start:start + batch], tta=tta))
+            done += 1
+            if progress:
+                progress(done, total)
+        result[name] = np.concatenate(parts)
+    return result
+
+
+def evaluate_run(run_dir: Path, dataset=None, tta: str = "none",
+                 progress: Callable[[int, int], None] | None = None,
+                 batch: int = JOB_BATCH) -> dict[str, float]:
     """Evaluate a run's best model on its validation and test splits and write ``eval/``
     (``eval-<mode>/`` with a test-time augmentation mode).
 
     Works for stopped runs and the shipped model folder too (the best epoch's model.keras is
-    kept); ``dataset`` defaults to the run's own data settings. Returns the accuracies; recording
-    them in the run's status is the caller's (the worker's) business.
+    kept); ``dataset`` defaults to the run's own data settings. With ``progress``, faces are
+    predicted ``batch`` at a time and ``progress(done, total)`` follows the batches. Returns the
+    accuracies; recording them in the run's status is the caller's (the worker's) business.
     """
     from fer.data import load_dataset
     from fer.predict import Predictor
@@ -97,13 +144,43 @@ def evaluate_run(run_dir: Path, dataset=None, tta: str = "none") -> dict[str, fl
         dataset = load_dataset(config.data or None, config.validation_split, config.seed,
                                config.max_train_samples)
     splits = {"val": dataset.val, "test": dataset.test}
-    probabilities = {name: predictor.predict_faces(split.images, tta=tta) for name, split in splits.items()}
+    if progress is None:
+        probabilities = {name: predictor.predict_faces(split.images, tta=tta)
+                         for name, split in splits.items()}
+    else:
+        probabilities = predict_in_batches(predictor, splits, tta, batch, progress)
     result = write_evaluation(eval_dir(run_dir, tta), splits, probabilities,
                               {"val_description": dataset.val_description,
                                "test_description": dataset.test_description,
                                "tta": tta})
     return {"val_accuracy": result["splits"]["val"]["accuracy"],
             "test_accuracy": result["splits"]["test"]["accuracy"]}
+
+
+# A model that gives one class to at least this share of a split's faces has learned nothing
+# useful yet (FER2013's largest class, happy, is a quarter of each test split).
+ONE_CLASS_SHARE = 0.9
+
+
+def one_class_warning(metrics: dict[str, Any]) -> str | None:
+    """A warning with a hint when the evaluated model predicts (nearly) one class for every face,
+    read from the confusion matrix of the test split (else validation) of a checked metrics.json
+    (``read_evaluation``); None when its predictions are spread over the classes."""
+    splits = metrics.get("splits", {})
+    split = "test" if "test" in splits else "val" if "val" in splits else None
+    if split is None:
+        return None
+    predicted = np.asarray(splits[split]["confusion_matrix"], dtype=np.int64).sum(axis=0)
+    total = int(predicted.sum())
+    if total == 0 or predicted.max() < ONE_CLASS_SHARE * total:
+        return None
+    classes = metrics.get("classes", CLASSES)
+    top = int(predicted.argmax())
+    name = classes[top] if top < len(classes) else str(top)
+    return (f"The model predicts '{name}' for {predicted[top] / total:.0%} of the {total:,} "
+            f"{'test' if split == 'test' else 'validation'} faces: it has not learned the expressions "
+            "yet. Train longer (more epochs or training images, e.g. the Quick trial preset) or lower "
+            "the learning rate.")
 
 
 # The largest misclassified.npz that is read (all 7,178 FER2013 test faces take about 17 MB).
@@ -167,6 +244,265 @@ def _valid_misclassified(arrays: dict[str, np.ndarray]) -> bool:
                 and np.isfinite(confidence.astype(float)).all())
 
 
+# ---- evaluations as jobs -------------------------------------------------------------------------
+
+JOB_ACTIVE_STATES = ("queued", "running")
+# How long a started job (its pid alive, loading Python) may take to take its lock before it reads
+# as interrupted.
+JOB_START_GRACE_S = 120
+# A job's exit codes, as a training worker's: finished, failed, refused (bad input), stopped.
+JOB_EXIT = {"finished": 0, "failed": 1, "refused": 2, "stopped": 3}
+
+
+class EvaluationJobError(ValueError):
+    """An evaluation job that cannot be started (one is already running)."""
+
+
+class JobStopped(Exception):
+    """Raised in a job at a safe point after a stop was requested."""
+
+
+def job_command(run_dir: Path, tta: str, batch: int = JOB_BATCH) -> list[str]:
+    return [sys.executable, "-m", "fer.evaluate", "--run", str(run_dir), "--tta", tta,
+            "--batch-size", str(batch)]
+
+
+def _pid_running(pid: int | None) -> bool:
+    """The process exists and is not a zombie (without /proc: it exists)."""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def job_state(run_dir: Path, tta: str = "none", job: dict[str, Any] | None = None) -> str:
+    """The state of the model's evaluation job for ``tta``: "" when there has been none; a job
+    recorded as queued or running whose process is gone reads "stopped" when a stop was asked
+    for, else "interrupted"."""
+    from fer.tta import tta_mode
+
+    folder, mode = RunFolder(run_dir), tta_mode(tta)
+    job = folder.read_eval_job(mode) if job is None else job
+    state = job.get("state", "")
+    if state not in JOB_ACTIVE_STATES or lock_held(folder.eval_job_lock(mode)):
+        return state
+    pid = job.get("pid")
+    if state == "queued" and (pid is None or _pid_running(pid)) and \
+            time.time() - (job.get("queued") or 0) < JOB_START_GRACE_S:
+        return "queued"  # being started, or Python is still loading before the job takes its lock
+    return "stopped" if folder.eval_stop_requested(mode) else "interrupted"
+
+
+def read_job(run_dir: Path, tta: str = "none") -> dict[str, Any]:
+    """job.json's values with the effective ``state`` ({} when the model has no job for ``tta``)."""
+    from fer.tta import tta_mode
+
+    mode = tta_mode(tta)
+    job = RunFolder(run_dir).read_eval_job(mode)
+    return {**job, "state": job_state(run_dir, mode, job)} if job else {}
+
+
+def start_job(run_dir: Path, tta: str = "none", batch: int = JOB_BATCH) -> int:
+    """Start evaluating the model of ``run_dir`` with ``tta`` in a background process (its own
+    session and process group); returns its pid.
+
+    A missing or damaged model file is refused here (ModelError), before any process starts;
+    data problems end the job as failed, with the reason in job.json. Holding the evaluation's
+    launch lock, it refuses (EvaluationJobError) while a job for the same model and mode is queued
+    or running, so two clicks, or two server processes, never start two jobs.
+    """
+    from fer.predict import resolve_model_path
+    from fer.tta import tta_mode
+
+    run_dir, mode = Path(os.path.abspath(run_dir)), tta_mode(tta)
+    folder = RunFolder(run_dir)
+    resolve_model_path(run_dir)  # ModelError: no process for a model that cannot load
+    folder.eval_dir(mode).mkdir(parents=True, exist_ok=True)
+    with file_lock(folder.eval_launch_lock(mode)):
+        state = job_state(run_dir, mode)
+        if state in JOB_ACTIVE_STATES:
+            raise EvaluationJobError(f"{run_dir.name} is already being evaluated with this "
+                                     "test-time augmentation")
+        folder.clear_eval_stop(mode)  # an old request must not stop the new job
+        folder.write_eval_job(mode, replace=True, state="queued", queued=time.time(),
+                              batch=0, batches=None)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        try:
+            with open(folder.eval_log_file(mode), "ab") as log:
+                process = subprocess.Popen(job_command(run_dir, mode, batch), cwd=PROJECT_ROOT,
+                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True, env=env)
+        except OSError as exc:
+            folder.write_eval_job(mode, state="failed", error=f"could not start: {exc}", ended=time.time())
+            raise
+        folder.write_eval_job(mode, pid=process.pid)
+    # Reap the child when it exits so no zombie is left behind in a long-lived server.
+    threading.Thread(target=process.wait, daemon=True).start()
+    return process.pid
+
+
+def stop_job(run_dir: Path, tta: str = "none", wait: float = 0.0) -> bool:
+    """Ask the evaluation job of ``tta`` to stop: a stop-requested file, then SIGTERM to the process
+    holding its lock (and its process group). True if a job was asked to stop; with ``wait``,
+    waits that many seconds for it to end."""
+    from fer.tta import tta_mode
+    from fer.workers import lock_file_holder
+
+    run_dir, mode = Path(run_dir), tta_mode(tta)
+    folder = RunFolder(run_dir)
+    if not folder.eval_dir(mode).is_dir():
+        return False
+    with file_lock(folder.eval_launch_lock(mode)):
+        job = folder.read_eval_job(mode)
+        if job_state(run_dir, mode, job) not in JOB_ACTIVE_STATES:
+            return False
+        folder.request_eval_stop(mode)  # read by a job that has not taken its lock yet
+        holder = lock_file_holder(folder.eval_job_lock(mode), job.get("pid"), "fer.evaluate")
+        if holder is not None and holder != os.getpid():
+            try:
+                os.killpg(holder, signal.SIGTERM)
+            except ProcessLookupError:  # started in a terminal: not a process group leader
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(holder, signal.SIGTERM)
+            except PermissionError:
+                pass
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and lock_held(folder.eval_job_lock(mode)):
+        time.sleep(0.1)
+    return True
+
+
+class _JobStop:
+    """SIGTERM/SIGINT set the flag; while loading it stops the job at once, while predicting at
+    the end of the batch in progress (``check``), and never while the results are written."""
+
+    def __init__(self, folder: RunFolder, mode: str) -> None:
+        self.folder, self.mode = folder, mode
+        self.requested = False
+        self.at_once = True
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self.at_once:
+            self.at_once = False
+            raise JobStopped()
+
+    def check(self) -> None:
+        if self.requested or self.folder.eval_stop_requested(self.mode):
+            self.at_once = False
+            raise JobStopped()
+
+
+def run_job(run_dir: Path, tta: str = "none", batch: int = JOB_BATCH) -> int:
+    """Evaluate a run's model as a job (in this process): hold the evaluation's lock, record the
+    state and progress in job.json, stop on request. Returns the exit code (JOB_EXIT)."""
+    from fer.config import ConfigError
+    from fer.data import DataError
+    from fer.predict import ModelError
+    from fer.tta import tta_mode
+
+    run_dir, mode = Path(os.path.abspath(run_dir)), tta_mode(tta)
+    folder = RunFolder(run_dir)
+    if not run_dir.is_dir():
+        print(f"error: {run_dir} is not a folder", file=sys.stderr)
+        return JOB_EXIT["refused"]
+    stop = _JobStop(folder, mode)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    lock = None
+    try:
+        try:
+            folder.eval_dir(mode).mkdir(parents=True, exist_ok=True)
+            lock = _acquire(folder.eval_job_lock(mode))
+            if lock is None:
+                print(f"error: {run_dir.name} is already being evaluated with tta {mode}", file=sys.stderr)
+                return JOB_EXIT["refused"]
+            folder.write_eval_job(mode, state="running", pid=os.getpid(), started=time.time(), ended=None,
+                                  error=None, phase="loading the model and the data")
+            stop.check()  # stopped between the start and here
+        except JobStopped:
+            _end_job(folder, mode, "stopped", None)
+            return JOB_EXIT["stopped"]
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return JOB_EXIT["refused"]
+
+        def progress(done: int, total: int) -> None:
+            if done == 0:
+                stop.at_once = False
+                folder.write_eval_job(mode, phase="predicting", predicting=time.time(), batch=0,
+                                      batches=total)
+            else:
+                folder.write_eval_job(mode, batch=done)
+            stop.check()
+            if done == total:
+                folder.write_eval_job(mode, phase="writing the results")
+
+        state, error, code = "failed", "the evaluation ended unexpectedly", JOB_EXIT["failed"]
+        try:
+            summary = evaluate_run(run_dir, tta=mode, progress=progress, batch=batch)
+            if mode == "none" and folder.status_file.is_file():
+                folder.write_status(**summary)  # the results the worker would have recorded
+            state, error, code = "finished", None, JOB_EXIT["finished"]
+            print(json.dumps({"run": str(run_dir), "tta": mode, "eval_dir": str(eval_dir(run_dir, mode)),
+                              **summary}, indent=2), flush=True)
+        except JobStopped:
+            state, error, code = "stopped", None, JOB_EXIT["stopped"]
+            print("[fer] evaluation stopped", flush=True)
+        except (DataError, ModelError, ConfigError, ValueError, OSError) as exc:
+            state, error, code = "failed", str(exc), JOB_EXIT["refused"]
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        except MemoryError:
+            error = "out of memory: try a smaller --batch-size"
+        except Exception as exc:  # noqa: BLE001 - any failure must end as a 'failed' job
+            error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        _end_job(folder, mode, state, error)
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if lock is not None:
+            os.close(lock)
+
+
+def _acquire(path: Path, timeout: float = 3.0) -> int | None:
+    """An exclusive flock on ``path`` (kept until closed or the process exits), None if taken."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:  # a reader's momentary shared lock, or another job
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def _end_job(folder: RunFolder, mode: str, state: str, error: str | None) -> None:
+    try:
+        folder.write_eval_job(mode, state=state, error=error, ended=time.time(), phase=None)
+    except OSError as exc:
+        print(f"[fer] could not record the end of the evaluation ({exc}); it will show as interrupted",
+              file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from fer.tta import TTA_MODES
 
@@ -183,23 +519,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="test-time augmentation: "
                         + "; ".join(f"{k} = {v}" for k, v in TTA_MODES.items()))
     parser.add_argument("--output", default="", help="also write the JSON to this file")
+    parser.add_argument("--detach", action="store_true",
+                        help="with --run: evaluate in the background and return (the Evaluate page "
+                             "shows its progress and can stop it)")
+    parser.add_argument("--batch-size", type=int, default=JOB_BATCH,
+                        help=f"with --run: faces per batch, the unit of progress (default {JOB_BATCH})")
     args = parser.parse_args(argv)
 
     from fer.data import DataError, load_dataset
     from fer.predict import ModelError, Predictor
 
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.detach and not args.run:
+        parser.error("--detach needs --run")
     if args.run:
-        folder = RunFolder(args.run)
-        try:
-            summary = evaluate_run(folder.path, tta=args.tta)
-            if args.tta == "none" and folder.status_file.is_file():
-                folder.write_status(**summary)  # the results the worker would have recorded
-        except (DataError, ModelError, ValueError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(json.dumps({"run": args.run, "tta": args.tta,
-                          "eval_dir": str(eval_dir(Path(args.run), args.tta)), **summary}, indent=2))
-        return 0
+        if args.detach:
+            try:
+                pid = start_job(Path(args.run), args.tta, args.batch_size)
+            except (ModelError, EvaluationJobError, ValueError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"evaluating in the background (pid {pid}); log: "
+                  f"{RunFolder(args.run).eval_log_file(args.tta)}")
+            return 0
+        return run_job(Path(args.run), args.tta, args.batch_size)
     split_name = SPLIT_ALIASES.get(args.split.lower())
     if split_name is None:
         parser.error(f"--split {args.split!r} is unknown; use private, public or train")

@@ -1,14 +1,27 @@
 """From image bytes to 48x48 grayscale faces: decode safely, find faces, crop them.
 
-Faces are found with OpenCV's Haar cascade, which ships inside the opencv-python-headless wheel,
-so everything works offline.
+Two face detectors, both working offline:
+
+* ``blazeface`` (the default): Google MediaPipe's short-range BlazeFace network (a 230 KB TFLite
+  file in ``fer/assets/face_detection/``, Apache 2.0), run with LiteRT (``ai-edge-litert``) or,
+  without it, OpenCV's DNN module. A few passes over the picture and overlapping tiles of it find
+  faces from close-ups that fill the picture down to about 15% of its long side (10% in group
+  photos), tilted up to about 45 degrees, with each face's eye positions (crops are turned so the
+  eyes are level).
+* ``haar``: OpenCV's frontal-face Haar cascade, shipped inside the opencv-python-headless wheel (the
+  fallback when BlazeFace cannot load, and a choice on the Predict page).
+
+``bench/detectors.py`` compares them (recall, false boxes, speed).
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import math
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +31,11 @@ from fer import IMAGE_SIZE
 
 # Refuse images above this many pixels before decoding them (Pillow's bomb guard is at ~179M).
 MAX_PIXELS = 40_000_000
+HAAR, BLAZEFACE = "haar", "blazeface"
+# Detector name -> what the Predict page shows; the first is the default.
+DETECTORS = {BLAZEFACE: "BlazeFace (MediaPipe)", HAAR: "Haar cascade (OpenCV)"}
+DEFAULT_DETECTOR = BLAZEFACE
+FACE_MODELS_DIR = Path(__file__).resolve().parent / "assets" / "face_detection"
 # Detection runs on a copy no larger than this (long side); boxes are mapped back. A first, fast
 # pass looks for faces of at least COARSE_MIN_FACE (a fraction of the long side) on a small copy;
 # only when it finds none does a second pass look for faces down to 1/25 of the short side on a
@@ -34,15 +52,49 @@ COARSE_MIN_FACE = 0.08
 COARSE_MIN_NEIGHBORS = 6
 # Grow each detected box by this fraction per side: FER2013 faces include brow and chin.
 FACE_MARGIN = 0.1
-
+# BlazeFace (MediaPipe's short-range network, 128x128 input) runs several passes, each on the whole
+# picture or on overlapping tiles of it, shrunk into the network's square: (pad, grid) means a
+# grid x grid set of tiles (1: the whole picture), each put in the middle of a square pad times its
+# long side. The padded pass finds faces that fill the picture (close-ups), the others smaller ones.
+# Recall and false boxes on PublicTest faces pasted into scenes, by bench/detectors.py.
+BLAZE_PASSES = ((1.5, 1), (1.0, 1), (1.0, 3))
+# When the passes above find no face or several (a group), a finer grid looks for smaller faces
+# (down to about 10% of the picture's long side) in pictures at least this many pixels long.
+BLAZE_FINE_GRID = 4
+BLAZE_FINE_MIN_SIDE = 512
+# A face is kept when its score is at least this (MediaPipe uses 0.5, which let 72 false boxes
+# through on 341 PublicTest pictures of bench/detectors.py; 0.6 still 11, and one on the turned
+# astronaut; 0.65 one, keeping 94% of the found faces), and boxes that overlap more than
+# BLAZE_NMS_IOU are merged (score-weighted mean, as MediaPipe does).
+BLAZE_MIN_SCORE = 0.65
+BLAZE_NMS_IOU = 0.3
+# Where a BlazeFace box sits on a FER2013 crop (PublicTest faces pasted into scenes, medians, by
+# `python -m bench.detectors --calibrate`): the crop's side is 1.2 box sides (BLAZE_CROP_SIDE
+# times the Haar margin) and its centre 0.1 box side above the box's centre (BLAZE_CROP_SHIFT is
+# downwards, along the face's own vertical axis).
+BLAZE_CROP_SIDE = 1.0
+BLAZE_CROP_SHIFT = -0.1
+# An upright face's box side is 2.3 times the distance between its eyes (median, IQR 2.24-2.39,
+# same faces); aligned crops use at least that, since boxes of tilted faces come out smaller.
+BLAZE_BOX_PER_EYE_DISTANCE = 2.3
 
 
 class DetectorError(RuntimeError):
-    """OpenCV's face detector is not installed as it should be."""
+    """A face detector is not installed as it should be."""
 
 
 class ImageError(ValueError):
     """The upload is not an image we can read."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: its box (x, y, width, height) and, from BlazeFace, the image positions of
+    its eyes (the eye on the image's left first)."""
+
+    box: tuple[int, int, int, int]
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None
+    score: float = 1.0
 
 
 
@@ -100,9 +152,12 @@ def _cascade():
     return cascade
 
 
-# One detector per thread: OpenCV's CascadeClassifier keeps scratch buffers in the object, so two
-# Streamlit sessions detecting at the same time on a shared one can miss faces.
+# One detector per thread: OpenCV's CascadeClassifier keeps scratch buffers in the object (and a
+# TFLite interpreter its tensors), so two Streamlit sessions detecting at the same time on a shared
+# one can miss faces.
 _CASCADES = threading.local()
+_BLAZE = threading.local()
+_log = logging.getLogger(__name__)
 
 
 def face_detector():
@@ -113,8 +168,46 @@ def face_detector():
     return cascade
 
 
-def detect_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in ``gray`` (uint8, H x W), largest first.
+def find_faces(image: np.ndarray, detector: str = DEFAULT_DETECTOR) -> tuple[list[Face], str]:
+    """The faces in ``image`` (uint8, H x W gray or H x W x 3 RGB), largest first, and the name of
+    the detector that found them: Haar when ``detector`` is BlazeFace and it cannot load (a warning
+    is logged)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise ValueError(f"expected a gray (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
+    if detector == BLAZEFACE:
+        try:
+            faces = blaze_detector().detect(_rgb(image))
+        except DetectorError as exc:
+            _log.warning("BlazeFace is not available (%s); using the Haar cascade", exc)
+        else:
+            return sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True), BLAZEFACE
+    return [Face(box) for box in _haar_boxes(_gray(image))], HAAR
+
+
+def detect_faces(image: np.ndarray, detector: str = DEFAULT_DETECTOR) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h) in ``image`` (gray or RGB uint8), largest first."""
+    return [face.box for face in find_faces(image, detector)[0]]
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
+
+
+# ---- Haar cascade ---------------------------------------------------------------------------------
+
+def _haar_boxes(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Haar face boxes (x, y, w, h) in ``gray`` (uint8, H x W), largest first.
 
     A fast pass on a copy at most ``COARSE_DETECTION_SIZE`` pixels long finds the faces that take at
     least ``COARSE_MIN_FACE`` of the long side (portraits, selfies); when it finds none, a slower
@@ -135,12 +228,298 @@ def _detect(gray: np.ndarray, scale: float, min_side: int, neighbors: int) -> li
     import cv2
 
     height, width = gray.shape
-    small = cv2.resize(gray, (round(width * scale), round(height * scale)),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else gray
-    small = cv2.equalizeHist(small)
-    found = face_detector().detectMultiScale(small, scaleFactor=1.1, minNeighbors=neighbors,
-                                               minSize=(min_side, min_side))
+    if scale < 1:  # at least one pixel each way: a 4000x3 picture scales its height to 0.27
+        gray = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
+                          interpolation=cv2.INTER_AREA)
+    if min(gray.shape) < min_side:
+        return []  # no face of min_side fits (and OpenCV asserts on some of these sizes)
+    found = face_detector().detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1,
+                                             minNeighbors=neighbors, minSize=(min_side, min_side))
     return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+
+
+# ---- BlazeFace -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _BlazeModel:
+    """One BlazeFace network: its file, input side and SSD anchor layout (MediaPipe's
+    face_detection_*_range graphs): per stride, how many anchors sit on each grid cell."""
+
+    file: str
+    size: int
+    anchors_per_stride: tuple[tuple[int, int], ...]
+
+    def anchors(self) -> np.ndarray:
+        """(n, 2) anchor centres in [0, 1], in the network's output order."""
+        rows = []
+        for stride, per_cell in self.anchors_per_stride:
+            cells = math.ceil(self.size / stride)
+            ys, xs = np.mgrid[0:cells, 0:cells]
+            centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
+            rows.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
+        return np.concatenate(rows).astype(np.float32)
+
+
+SHORT_RANGE = _BlazeModel("face_detection_short_range.tflite", 128, ((8, 2), (16, 6)))
+
+
+class _Network:
+    """A BlazeFace network on LiteRT (fast, XNNPACK) or, without ``ai-edge-litert``, on OpenCV's
+    DNN module (the same outputs, slower)."""
+
+    def __init__(self, model: _BlazeModel, folder: Path):
+        self.model = model
+        self.anchors = model.anchors()
+        path = folder / model.file
+        if not path.is_file():
+            raise DetectorError(f"the BlazeFace model {path} is missing")
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            Interpreter = None  # noqa: N806 - the class, when the package is there
+        try:
+            if Interpreter is not None:
+                self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+                self.interpreter.allocate_tensors()
+                self.input = self.interpreter.get_input_details()[0]["index"]
+                self.outputs = [out["index"] for out in self.interpreter.get_output_details()]
+                self.runtime = "litert"
+            else:
+                import cv2
+
+                self.net = cv2.dnn.readNetFromTFLite(str(path))
+                self.names = self.net.getUnconnectedOutLayersNames()
+                self.runtime = "opencv"
+            regressors, scores = self.run(np.zeros((model.size, model.size, 3), np.uint8))
+        except DetectorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - both runtimes raise many types for a bad file
+            raise DetectorError(f"the BlazeFace model {path} could not be loaded: {exc}") from None
+        if regressors.shape != (len(self.anchors), 16) or scores.shape != (len(self.anchors),):
+            raise DetectorError(f"the BlazeFace model {path} has unexpected outputs "
+                                f"{regressors.shape} and {scores.shape}")
+
+    def run(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(regressors (n, 16), raw scores (n,)) for a size x size x 3 uint8 RGB picture."""
+        pixels = square.astype(np.float32) * (1 / 127.5) - 1
+        if self.runtime == "litert":
+            self.interpreter.set_tensor(self.input, pixels[None])
+            self.interpreter.invoke()
+            outputs = [self.interpreter.get_tensor(index) for index in self.outputs]
+        else:
+            self.net.setInput(pixels.transpose(2, 0, 1)[None])
+            outputs = self.net.forward(self.names)
+        regressors = next(out for out in outputs if out.shape[-1] == 16).reshape(-1, 16)
+        scores = next(out for out in outputs if out.shape[-1] == 1).reshape(-1)
+        return regressors, scores
+
+    def candidates(self, rgb: np.ndarray, pad: float) -> list[tuple]:
+        """(score, box x0 y0 x1 y1, 6 key points) in ``rgb``'s pixels, for every anchor above
+        ``BLAZE_MIN_SCORE``; the picture is shrunk into the middle of a square ``pad`` times its
+        long side."""
+
+        height, width = rgb.shape[:2]
+        size = self.model.size
+        scale = size / (pad * max(height, width))
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        left, top = (size - new_w) // 2, (size - new_h) // 2
+        square = np.zeros((size, size, 3), np.uint8)
+        square[top:top + new_h, left:left + new_w] = shrink(rgb, new_w, new_h)
+        regressors, raw = self.run(square)
+        scores = 1 / (1 + np.exp(-np.clip(raw.astype(np.float64), -80, 80)))
+        found = []
+        for index in np.flatnonzero(scores >= BLAZE_MIN_SCORE):
+            values = regressors[index] / size
+            anchor = self.anchors[index]
+            cx, cy = values[0] + anchor[0], values[1] + anchor[1]
+            box = np.array([cx - values[2] / 2, cy - values[3] / 2, cx + values[2] / 2, cy + values[3] / 2])
+            points = values[4:16].reshape(6, 2) + anchor
+            offset = np.array([left, top], dtype=np.float64)
+            found.append((float(scores[index]), (box * size - np.tile(offset, 2)) / scale,
+                          (points * size - offset) / scale))
+        return found
+
+
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` resized to width x height by area averaging, through a whole-factor reduction
+    first (OpenCV's area resize is several times faster for whole factors)."""
+    import cv2
+
+    factor = min(image.shape[1] // max(1, width), image.shape[0] // max(1, height))
+    if factor >= 2:  # (dropping the last few rows and columns that do not fill a whole block)
+        rows, cols = image.shape[0] // factor, image.shape[1] // factor
+        image = cv2.resize(image[:rows * factor, :cols * factor], (cols, rows), interpolation=cv2.INTER_AREA)
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+class BlazeFace:
+    """MediaPipe's short-range BlazeFace over the passes of ``BLAZE_PASSES`` (and, for groups and
+    pictures without a face, ``BLAZE_FINE_GRID``), candidates merged by weighted non-maximum
+    suppression."""
+
+    def __init__(self, folder: Path | None = None):
+        self.network = _Network(SHORT_RANGE, FACE_MODELS_DIR if folder is None else folder)
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        height, width = rgb.shape[:2]
+        candidates = [c for pad, grid in BLAZE_PASSES for c in self._pass(rgb, pad, grid)]
+        merged = _weighted_nms(candidates)
+        if len(merged) != 1 and max(height, width) >= BLAZE_FINE_MIN_SIDE:
+            merged = _weighted_nms(candidates + self._pass(rgb, 1.0, BLAZE_FINE_GRID))
+        faces = []
+        for score, box, points in merged:
+            x0, y0 = max(0.0, box[0]), max(0.0, box[1])
+            x1, y1 = min(float(width), box[2]), min(float(height), box[3])
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            raw = tuple(int(round(v)) for v in (box[0], box[1], box[2] - box[0], box[3] - box[1]))
+            eyes = (tuple(float(v) for v in points[0]), tuple(float(v) for v in points[1]))
+            faces.append(Face(raw, eyes, score))
+        return faces
+
+    def _pass(self, rgb: np.ndarray, pad: float, grid: int) -> list[tuple]:
+        """Candidates (score, box, key points, pass) of one pass, in ``rgb``'s pixels. The tiles
+        are cut from one copy shrunk to about the network's input per tile (one resize of the
+        picture, not one per tile)."""
+        height, width = rgb.shape[:2]
+        scale = min(1.0, self.network.model.size * (grid + 1) / (2 * pad * max(height, width)))
+        if scale < 1.0:
+            rgb = shrink(rgb, max(1, round(width * scale)), max(1, round(height * scale)))
+        small = rgb
+        if grid > 1 and min(small.shape[:2]) < 4 * (grid + 1):
+            return []  # tiles of a few pixels (a 4000x3 picture): no face fits in them
+        scale_x, scale_y = small.shape[1] / width, small.shape[0] / height
+        found = []
+        for x0, y0, x1, y1 in _tiles(small.shape[1], small.shape[0], grid):
+            for score, box, points in self.network.candidates(small[y0:y1, x0:x1], pad):
+                box = box + [x0, y0, x0, y0]
+                if grid > 1 and _at_inner_edge(box, (x0, y0, x1, y1), small.shape[1], small.shape[0]):
+                    continue  # part of a face cut by the tile; a neighbouring tile has it whole
+                points = points + [x0, y0]
+                found.append((score, box / [scale_x, scale_y, scale_x, scale_y], points / [scale_x, scale_y],
+                              (pad, grid)))
+        return found
+
+
+def _tiles(width: int, height: int, grid: int) -> list[tuple[int, int, int, int]]:
+    """``grid`` x ``grid`` tiles (x0, y0, x1, y1) that overlap by half: each is 2/(grid+1) of the
+    picture's width and height, so a face up to a third of a tile's side lies whole in one."""
+    if grid <= 1:
+        return [(0, 0, width, height)]
+    tiles = []
+    for row in range(grid):
+        for col in range(grid):
+            tiles.append((col * width // (grid + 1), row * height // (grid + 1),
+                          (col + 2) * width // (grid + 1), (row + 2) * height // (grid + 1)))
+    return tiles
+
+
+def _at_inner_edge(box: np.ndarray, tile: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether ``box`` reaches within a tenth of its side of an edge of ``tile`` that is inside the
+    picture."""
+    margin = 0.1 * max(box[2] - box[0], box[3] - box[1])
+    x0, y0, x1, y1 = tile
+    return ((x0 > 0 and box[0] < x0 + margin) or (y0 > 0 and box[1] < y0 + margin)
+            or (x1 < width and box[2] > x1 - margin) or (y1 < height and box[3] > y1 - margin))
+
+
+def blaze_detector() -> BlazeFace:
+    """This thread's BlazeFace (raises DetectorError when its models cannot load; the failure is
+    remembered so that later calls fall back at once)."""
+    detector = getattr(_BLAZE, "detector", None)
+    if detector is None:
+        error = getattr(_BLAZE, "error", None)
+        if error is not None:
+            raise DetectorError(error)
+        try:
+            detector = _BLAZE.detector = BlazeFace()
+        except DetectorError as exc:
+            _BLAZE.error = str(exc)
+            raise
+    return detector
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, width) * max(0.0, height)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _weighted_nms(candidates: list) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """MediaPipe's weighted non-maximum suppression: each group of boxes overlapping the best
+    remaining one by more than BLAZE_NMS_IOU becomes the score-weighted mean of the group's boxes
+    from the best one's pass (the other passes' boxes for that face are dropped: a pass where the
+    face is far from the network's best size places the eyes less well)."""
+    remaining = sorted(candidates, key=lambda c: -c[0])
+    merged = []
+    while remaining:
+        best = remaining[0]
+        group = [c for c in remaining if _iou(best[1], c[1]) > BLAZE_NMS_IOU and c[3] == best[3]]
+        remaining = [c for c in remaining if _iou(best[1], c[1]) <= BLAZE_NMS_IOU]
+        weights = np.array([c[0] for c in group])
+        box = np.sum([c[1] * w for c, w in zip(group, weights, strict=True)], axis=0) / weights.sum()
+        points = np.sum([c[2] * w for c, w in zip(group, weights, strict=True)], axis=0) / weights.sum()
+        merged.append((best[0], box, points))
+    return merged
+
+
+# ---- crops ---------------------------------------------------------------------------------------
+
+def face_crop(gray: np.ndarray, face: Face, align: bool = True) -> np.ndarray:
+    """The 48x48 crop the model sees for ``face``: Haar boxes as ``crop_face`` cuts them; BlazeFace
+    boxes widened to FER2013's framing and, with ``align``, turned so that the eyes are level."""
+    if face.eyes is None:
+        return crop_face(gray, face.box)
+    x, y, w, h = face.box
+    (lx, ly), (rx, ry) = face.eyes
+    angle = math.degrees(math.atan2(ry - ly, rx - lx)) if align else 0.0
+    # The box shrinks on a tilted face; the distance between the eyes does not.
+    size = max(w, h, BLAZE_BOX_PER_EYE_DISTANCE * math.hypot(rx - lx, ry - ly)) if align else max(w, h)
+    side = size * BLAZE_CROP_SIDE * (1 + 2 * FACE_MARGIN)
+    # "Below" the box centre is along the face's own vertical axis.
+    shift = size * BLAZE_CROP_SHIFT
+    radians = math.radians(angle)
+    cx = x + w / 2 - shift * math.sin(radians)
+    cy = y + h / 2 + shift * math.cos(radians)
+    return rotated_crop(gray, (cx, cy), side, angle)
+
+
+def rotated_crop(gray: np.ndarray, centre: tuple[float, float], side: float, angle: float) -> np.ndarray:
+    """The square of ``side`` pixels centred on ``centre`` and turned ``angle`` degrees (clockwise
+    on screen), resized to 48x48; outside the picture the edge pixels are repeated."""
+    import cv2
+
+    cx, cy = centre
+    # Shrink the neighbourhood first (area-averaging) so the final warp never skips pixels.
+    factor = max(1.0, side / (2 * IMAGE_SIZE))
+    reach = int(math.ceil(side * 0.75)) + 2  # half the diagonal, and a little more
+    x0, y0 = int(math.floor(cx)) - reach, int(math.floor(cy)) - reach
+    region = _padded_region(gray, x0, y0, 2 * reach, 2 * reach)
+    if factor > 1:
+        size = max(1, round(2 * reach / factor))
+        region = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
+        factor = 2 * reach / size
+    local = ((cx - x0) / factor, (cy - y0) / factor)
+    matrix = cv2.getRotationMatrix2D(local, angle, IMAGE_SIZE * factor / side)
+    matrix[:, 2] += np.array([IMAGE_SIZE / 2, IMAGE_SIZE / 2]) - np.array(local)
+    return cv2.warpAffine(region, matrix, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _padded_region(gray: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    """``gray[y0:y0+height, x0:x0+width]``, the parts outside the picture filled with its edge."""
+    import cv2
+
+    rows, cols = gray.shape
+    cx0, cy0 = min(max(x0, 0), cols - 1), min(max(y0, 0), rows - 1)
+    cx1, cy1 = max(min(x0 + width, cols), cx0 + 1), max(min(y0 + height, rows), cy0 + 1)
+    inside = gray[cy0:cy1, cx0:cx1]
+    return cv2.copyMakeBorder(inside, cy0 - y0, y0 + height - cy1, cx0 - x0, x0 + width - cx1,
+                              cv2.BORDER_REPLICATE)
 
 
 def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -151,8 +530,8 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     side = max(w, h) * (1 + 2 * FACE_MARGIN)
     cx, cy = x + w / 2, y + h / 2
     x0, y0 = max(0, int(round(cx - side / 2))), max(0, int(round(cy - side / 2)))
-    x1 = min(gray.shape[1], int(round(cx + side / 2)))
-    y1 = min(gray.shape[0], int(round(cy + side / 2)))
+    x1 = min(gray.shape[1], max(x0 + 1, int(round(cx + side / 2))))
+    y1 = min(gray.shape[0], max(y0 + 1, int(round(cy + side / 2))))
     crop = gray[y0:y1, x0:x1]
     return cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
 
@@ -166,5 +545,3 @@ def whole_image_face(gray: np.ndarray) -> np.ndarray:
     y0, x0 = (height - side) // 2, (width - side) // 2
     crop = gray[y0:y0 + side, x0:x0 + side]
     return cv2.resize(crop, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
-
-

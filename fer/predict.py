@@ -19,7 +19,16 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
-from fer.faces import crop_face, detect_faces, read_image, to_rgb, whole_image_face
+from fer.faces import (  # noqa: F401 - bench.predict_latency times crop_face, detect_faces here
+    DEFAULT_DETECTOR,
+    crop_face,
+    detect_faces,
+    face_crop,
+    find_faces,
+    read_image,
+    to_rgb,
+    whole_image_face,
+)
 from fer.run_folder import RunFolder, describe_model
 from fer.tta import TEN_CROP_SIZE, tta_mode, tta_views
 
@@ -34,6 +43,7 @@ class FaceResult:
     probabilities: np.ndarray  # (7,) in fer.CLASSES order
     face: np.ndarray  # the 48x48 grayscale crop the model saw
     whole_image: bool = False
+    detector: str = ""  # the face detector that found it (fer.faces.DETECTORS)
 
     @property
     def label(self) -> str:
@@ -171,17 +181,19 @@ class Predictor:
         return self._call
 
     def predict_image(self, image: bytes | Image.Image, whole_image_if_no_face: bool = False,
-                      tta: str = "none") -> list[FaceResult]:
+                      tta: str = "none", detector: str = DEFAULT_DETECTOR) -> list[FaceResult]:
         """One result per detected face (largest first); [] when no face is found, unless
-        ``whole_image_if_no_face`` asks to classify the whole picture instead."""
+        ``whole_image_if_no_face`` asks to classify the whole picture instead. ``detector`` names
+        the face detector (``fer.faces.DETECTORS``; Haar is used when BlazeFace cannot load)."""
         if isinstance(image, (bytes, bytearray)):
             image = read_image(bytes(image))
         else:
             image = to_rgb(ImageOps.exif_transpose(image))
         gray = np.asarray(image.convert("L"))
-        boxes = detect_faces(gray)
-        if boxes:
-            faces = np.stack([crop_face(gray, box) for box in boxes])
+        found, used = find_faces(np.asarray(image), detector)
+        boxes = [face.box for face in found]
+        if found:
+            faces = np.stack([face_crop(gray, face) for face in found])
             whole = False
         elif whole_image_if_no_face:
             faces = whole_image_face(gray)[None]
@@ -190,7 +202,7 @@ class Predictor:
         else:
             return []
         probabilities = self.predict_faces(faces, tta=tta)
-        return [FaceResult(box, probs, face, whole)
+        return [FaceResult(box, probs, face, whole, used)
                 for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
 
 

@@ -15,6 +15,9 @@ from fer.run_folder import RunFolder
 
 # At most how often the worker rewrites progress.json during an epoch.
 PROGRESS_INTERVAL_S = 1.0
+# Validation faces per call into the backend. A stop is checked between calls, so one call must
+# stay short even on a busy CPU: 256 faces of the largest network take about a second.
+VALIDATION_CALL_FACES = 256
 
 
 def training_model(config: TrainConfig, steps_per_epoch: int, jit_compile: Any = "auto",
@@ -73,6 +76,12 @@ def steps_per_execution(config: TrainConfig, steps: int) -> int:
     return max(1, min(ARCHITECTURES[config.architecture].steps_per_execution, steps))
 
 
+def validation_batch_size(config: TrainConfig, steps: int) -> int:
+    """Faces per validation batch: with ``steps_per_execution`` batches in one call, a call holds
+    about ``VALIDATION_CALL_FACES`` faces."""
+    return max(1, VALIDATION_CALL_FACES // steps_per_execution(config, steps))
+
+
 def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], None], steps: int,
               best_so_far: float | None) -> list:
     """Keras callbacks of a run: live progress, history.csv, the best network, status, the
@@ -105,6 +114,9 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
                 step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
                 print(f"[fer] resumed at epoch {epoch + 1} with optimizer step {step}", flush=True)
             self.first_epoch = False
+            # The previous epoch is saved (BackupAndRestore runs last): a stop asked for while it
+            # was saved ends the run here, before another call into the backend.
+            check_stop()
             self.epoch = epoch
             self.epoch_start = time.time()
             self._progress(0, "training", force=True)
@@ -116,6 +128,8 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
             self._progress(min(batch + 1, steps), "training")
 
         def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            # A stop cuts validation short: the epoch is not recorded (no history row, checkpoint
+            # or resume point), so a resumed run trains it again.
             check_stop()
             self._progress(steps, "validating")
 
@@ -124,6 +138,7 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))
             logs["seconds"] = round(time.time() - self.epoch_start, 2)
+            logs["time"] = round(time.time(), 2)  # when it ended: the curves' wall-clock axis
             # The optimizer's step count: every step of every epoch ran (steps_per_execution included).
             folder.write_progress(
                 epoch=epoch + 1, epochs=config.epochs, batch=steps, batches=steps, phase="training",

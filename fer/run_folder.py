@@ -6,10 +6,17 @@ because every file of a run has its reader and writer here, and nowhere else).
         checkpoint-config.json   the TrainConfig the resumable state in backup/ was made with
         status.json              state, pid, times, data sizes, results (changed under .status.lock)
         progress.json            the worker's live position: epoch, batch, phase, optimizer step
-        history.csv              one row per completed epoch (Keras' CSVLogger)
+        history.csv              one row per completed epoch (Keras' CSVLogger): HISTORY_COLUMNS
+        notes.json               the user's tags and notes (fer.schemas.NOTES_SCHEMA)
         model.keras              the network of the best epoch on validation accuracy
         backup/                  Keras BackupAndRestore: the resume point
         eval/, eval-<tta>/       an evaluation: metrics.json, predictions.csv, misclassified.npz
+                                 and, for an evaluation run in the background (fer.evaluate),
+                                 job.json (state, batches done), evaluate.log, stop-requested;
+                                 .job.lock held by the live job; .job.launch.lock
+        export/                  exports of model.keras (fer.export): model.keras, saved_model/ and
+                                 saved_model.zip, model.tflite, model.onnx; job.json (state,
+                                 results), export.log; .job.lock held by the live export
         sweep.json               for a sweep's trial: its study, trial number and storage
         train.log                the worker's output
         stop-requested           a stop request for the current worker
@@ -31,14 +38,31 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fer.config import ConfigError, TrainConfig
 from fer.files import is_regular_file, load_json, read_bytes, read_json, read_tail, write_json_atomic
-from fer.schemas import PROGRESS_SCHEMA, STATUS_SCHEMA, STATUS_TIMES, SWEEP_SCHEMA, load_checked
+from fer.schemas import (
+    EVAL_JOB_SCHEMA,
+    EVAL_JOB_TIMES,
+    EXPORT_JOB_SCHEMA,
+    EXPORT_JOB_TIMES,
+    MAX_TAGS,
+    NOTES_MAX_BYTES,
+    NOTES_MAX_CHARS,
+    NOTES_SCHEMA,
+    PROGRESS_SCHEMA,
+    STATUS_SCHEMA,
+    STATUS_TIMES,
+    SWEEP_SCHEMA,
+    TAG_MAX_CHARS,
+    checked,
+    load_checked,
+    short,
+)
 
 # The states status.json records. "created": never started; "interrupted" is never written by a
 # worker: it is what an active state reads as once its worker is gone (fer.workers.effective_state).
@@ -50,12 +74,43 @@ RESUMABLE_STATES = ("stopped", "failed", "interrupted", "created")
 LOG_TAIL_BYTES = 20_000
 # history.csv holds one short line per epoch: a file larger than this is not a history.
 HISTORY_MAX_BYTES = 8 << 20
+# The columns the worker writes to history.csv (fer.recipe), in CSVLogger's order: "seconds" is an
+# epoch's duration, "time" when it ended (seconds since 1970; absent in histories of older runs).
+HISTORY_COLUMNS = ("epoch", "accuracy", "learning_rate", "loss", "seconds", "time", "val_accuracy",
+                   "val_loss")
 # The files of one evaluation (eval/ or eval-<tta>/).
 METRICS, PREDICTIONS, MISCLASSIFIED = "metrics.json", "predictions.csv", "misclassified.npz"
 
 
 class RunError(ValueError):
     """A run operation that cannot be done (unknown run, already running, ...)."""
+
+
+@dataclass(frozen=True)
+class RunNotes:
+    """A user's tags and notes on a run (notes.json)."""
+
+    tags: tuple[str, ...] = ()
+    text: str = ""
+
+
+def clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Tags as they are stored: spaces trimmed and collapsed, empty ones and repeats (in any letter
+    case) dropped. RunError when one is too long or holds a control character, or when too many."""
+    kept: dict[str, str] = {}
+    for tag in tags:
+        tag = " ".join(str(tag).split())
+        if not tag:
+            continue
+        if len(tag) > TAG_MAX_CHARS:
+            raise RunError(f"the tag {short(tag)} is {len(tag)} characters long; a tag has at most "
+                           f"{TAG_MAX_CHARS}")
+        if any(ord(char) < 32 or ord(char) == 127 for char in tag):
+            raise RunError(f"the tag {short(tag)} holds a control character")
+        kept.setdefault(tag.casefold(), tag)
+    if len(kept) > MAX_TAGS:
+        raise RunError(f"{len(kept)} tags given; a run has at most {MAX_TAGS}")
+    return tuple(kept.values())
 
 
 @contextlib.contextmanager
@@ -152,6 +207,10 @@ class RunFolder:
         return self.path / "sweep.json"
 
     @property
+    def notes_file(self) -> Path:
+        return self.path / "notes.json"
+
+    @property
     def worker_lock(self) -> Path:
         return self.path / ".lock"
 
@@ -235,6 +294,26 @@ class RunFolder:
                     raise exc from None
         return status
 
+    def training_seconds(self, status: dict[str, Any] | None = None, live: bool = False) -> float | None:
+        """Seconds the run's workers have trained, over every start and resume (None before its
+        first start). ``live``: a worker is training now (its time counts up to now).
+
+        status.json's ``training_s`` holds the time of the workers that ended; the worker that
+        starts last sets it and adds its own time when it ends. A worker killed before it could
+        end counts until its last progress write; runs from before ``training_s`` count their
+        last worker only (``ended - started``).
+        """
+        status = self.read_status() if status is None else status
+        before, started, ended = status.get("training_s"), status.get("started"), status.get("ended")
+        if started is None:
+            return before
+        if live:
+            return (before or 0.0) + max(0.0, time.time() - started)
+        if ended is not None and ended >= started:
+            return before if before is not None else ended - started
+        updated = self.read_progress().get("updated")  # the worker was killed: its last sign of life
+        return (before or 0.0) + max(0.0, updated - started) if updated is not None else before
+
     # ---- progress ----------------------------------------------------------------------------
 
     def read_progress(self) -> dict[str, Any]:
@@ -294,7 +373,14 @@ class RunFolder:
             return
         history = history[history["epoch"] <= epochs].copy()
         history["epoch"] -= 1  # back to Keras' numbering on disk
-        history.to_csv(self.history_file, index=False)
+        # The resumed worker appends rows of HISTORY_COLUMNS in CSVLogger's order (the epoch, then
+        # sorted names) under this header: a history from an older version gets the columns it
+        # lacks, empty ("nan"), so the new rows line up with the header.
+        for column in HISTORY_COLUMNS:
+            if column not in history.columns:
+                history[column] = float("nan")
+        history = history[["epoch", *sorted(set(history.columns) - {"epoch"})]]
+        history.to_csv(self.history_file, index=False, na_rep="nan")
 
     # ---- resumable state and stop requests ---------------------------------------------------
 
@@ -330,6 +416,76 @@ class RunFolder:
         tag, problems = load_checked(self.sweep_file, SWEEP_SCHEMA)
         return tag if tag is not None and not problems and "study" in tag else None
 
+    # ---- evaluations run in the background (fer.evaluate) ----------------------------------------
+
+    def eval_job_file(self, tta: str = "none") -> Path:
+        return self.eval_dir(tta) / "job.json"
+
+    def eval_job_lock(self, tta: str = "none") -> Path:
+        """Held (flock) by the live evaluation job of ``tta``."""
+        return self.eval_dir(tta) / ".job.lock"
+
+    def eval_launch_lock(self, tta: str = "none") -> Path:
+        return self.eval_dir(tta) / ".job.launch.lock"
+
+    def eval_log_file(self, tta: str = "none") -> Path:
+        return self.eval_dir(tta) / "evaluate.log"
+
+    def eval_stop_file(self, tta: str = "none") -> Path:
+        return self.eval_dir(tta) / "stop-requested"
+
+    def read_eval_job(self, tta: str = "none") -> dict[str, Any]:
+        """job.json's valid values ({} when there is none or it is damaged)."""
+        job, _ = load_checked(self.eval_job_file(tta), EVAL_JOB_SCHEMA, EVAL_JOB_TIMES)
+        return job or {}
+
+    def write_eval_job(self, tta: str = "none", replace: bool = False, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into job.json (or replace it with them) atomically; returns the job."""
+        with file_lock(self.eval_dir(tta) / ".job.status.lock"):
+            job = {} if replace else self.read_eval_job(tta)
+            job.update(changes, updated=time.time())
+            write_json_atomic(self.eval_job_file(tta), job)
+        return job
+
+    def eval_stop_requested(self, tta: str = "none") -> bool:
+        return self.eval_stop_file(tta).exists()
+
+    def request_eval_stop(self, tta: str = "none") -> None:
+        write_json_atomic(self.eval_stop_file(tta), {"requested": time.time()})
+
+    def clear_eval_stop(self, tta: str = "none") -> None:
+        self.eval_stop_file(tta).unlink(missing_ok=True)
+
+    # ---- tags and notes ------------------------------------------------------------------------
+
+    def read_notes_checked(self) -> tuple[RunNotes, list[str]]:
+        """(the run's tags and notes, the problems of notes.json); no notes when it is missing, and
+        only its valid parts when it is damaged."""
+        try:
+            raw = load_json(self.notes_file, NOTES_MAX_BYTES)
+        except FileNotFoundError:
+            return RunNotes(), []
+        except OSError as exc:
+            return RunNotes(), [str(exc)]
+        values, problems = checked(raw, NOTES_SCHEMA, self.notes_file.name)
+        values = values or {}
+        return RunNotes(tuple(values.get("tags", ())), values.get("notes", "")), problems
+
+    def read_notes(self) -> RunNotes:
+        return self.read_notes_checked()[0]
+
+    def write_notes(self, tags: Iterable[str], text: str) -> RunNotes:
+        """Replace the run's tags and notes (``clean_tags``; the text at most NOTES_MAX_CHARS
+        characters, RunError otherwise); what was written."""
+        text = "\n".join(line.rstrip() for line in str(text).replace("\r\n", "\n").split("\n")).strip()
+        if len(text) > NOTES_MAX_CHARS:
+            raise RunError(f"the notes are {len(text):,} characters long; at most {NOTES_MAX_CHARS:,} "
+                           "are kept")
+        notes = RunNotes(clean_tags(tags), text)
+        write_json_atomic(self.notes_file, {"tags": list(notes.tags), "notes": notes.text,
+                                            "updated": time.time()})
+        return notes
+
     # ---- log -----------------------------------------------------------------------------------
 
     def read_log_tail(self, lines: int = 30) -> str:
@@ -338,6 +494,61 @@ class RunFolder:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ExportFolder:
+    """A model's export folder (``<run>/export/``; fer.export places the shipped model's in the
+    cache): the job file the exporter writes and the page reads, its lock and its log."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of_run(cls, run_dir: Path) -> ExportFolder:
+        return cls(Path(run_dir) / "export")
+
+    @property
+    def job_file(self) -> Path:
+        return self.path / "job.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the live export process."""
+        return self.path / ".job.lock"
+
+    @property
+    def launch_lock(self) -> Path:
+        return self.path / ".job.launch.lock"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "export.log"
+
+    def read_job(self) -> dict[str, Any]:
+        """job.json's valid values ({} when there is none or it is damaged)."""
+        job, _ = load_checked(self.job_file, EXPORT_JOB_SCHEMA, EXPORT_JOB_TIMES)
+        return job or {}
+
+    def write_job(self, replace: bool = False, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into job.json (or replace it with them) atomically; returns the job."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.path / ".job.status.lock"):
+            job = {} if replace else self.read_job()
+            job.update(changes, updated=time.time())
+            write_json_atomic(self.job_file, job)
+        return job
+
+    def write_result(self, fmt: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Record one format's result in job.json, keeping the others'."""
+        with file_lock(self.path / ".job.status.lock"):
+            job = self.read_job()
+            job["results"] = {**job.get("results", {}), fmt: result}
+            job["updated"] = time.time()
+            write_json_atomic(self.job_file, job)
+        return job
 
 
 def config_changes(run_dir: Path) -> list[str]:

@@ -96,11 +96,10 @@ class RunSummary:
 
     @property
     def duration_s(self) -> float | None:
-        """Seconds from the worker's start to its end (to now while it is active)."""
-        started, ended = self.status.get("started"), self.status.get("ended")
-        if started and self.state in ACTIVE_STATES:
-            ended = time.time()
-        return ended - started if started and ended else None
+        """Seconds of training over every start and resume (up to now while a worker trains);
+        time spent stopped or waiting in the queue does not count."""
+        live = self.state == "running" and self.status.get("ended") is None
+        return RunFolder(self.path).training_seconds(self.status, live=live)
 
 
 def load_run(run_dir: Path) -> RunSummary:
@@ -134,9 +133,49 @@ def run_folders(root: Path | None = None) -> list[Path]:
             if is_run_id(entry.name) and _is_dir(entry) and _exists(RunFolder(entry).config_file)]
 
 
-def list_runs(root: Path | None = None) -> list[RunSummary]:
-    """All runs, newest first. Folders that are not runs are ignored."""
-    runs = [load_run(path) for path in run_folders(root)]
+# States that change only when status.json or config.json changes (an active state also changes
+# when its worker dies, and a queued one with the time): their summaries can be reused.
+SETTLED_STATES = ("created", "finished", "failed", "stopped", "interrupted", DAMAGED)
+# run folder -> (the signature of its status.json and config.json, its summary), for list_runs.
+_SETTLED: dict[Path, tuple[tuple, RunSummary]] = {}
+
+
+def _signature(run_dir: Path) -> tuple | None:
+    """What changes whenever status.json or config.json is written or replaced (None: unreadable)."""
+    folder = RunFolder(run_dir)
+    try:
+        return tuple((info.st_ino, info.st_size, info.st_mtime_ns)
+                     for info in (os.stat(folder.status_file), os.stat(folder.config_file)))
+    except (OSError, ValueError):
+        return None
+
+
+def _load_settled(run_dir: Path) -> RunSummary:
+    """``load_run``, reusing the last summary of a settled run whose files have not changed."""
+    signature = _signature(run_dir)
+    cached = _SETTLED.get(run_dir)
+    if signature is not None and cached is not None and cached[0] == signature:
+        return cached[1]
+    run = load_run(run_dir)
+    if signature is not None and run.state in SETTLED_STATES:
+        _SETTLED[run_dir] = (signature, run)
+    else:
+        _SETTLED.pop(run_dir, None)
+    return run
+
+
+def list_runs(root: Path | None = None, reuse: bool = False) -> list[RunSummary]:
+    """All runs, newest first. Folders that are not runs are ignored.
+
+    ``reuse``: for pages that poll, keep the summaries of settled runs (finished, stopped, ...)
+    whose status.json and config.json have not changed since the last call, so that polling a
+    folder of hundreds of runs reads only the ones that may have changed."""
+    folders = run_folders(root)
+    runs = [_load_settled(path) if reuse else load_run(path) for path in folders]
+    if reuse:
+        for gone in set(_SETTLED) - set(folders):
+            if gone.parent == Path(root or experiments_dir()):
+                _SETTLED.pop(gone, None)
     return sorted(runs, key=lambda r: (r.status.get("created", 0), r.run_id), reverse=True)
 
 

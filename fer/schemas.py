@@ -56,11 +56,70 @@ PROGRESS_SCHEMA = {
     },
 }
 
+# A background evaluation (fer.evaluate): its job.json in the evaluation's folder.
+EVAL_JOB_STATES = ("queued", "running", "finished", "failed", "stopped")
+EVAL_JOB_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "state": {"enum": list(EVAL_JOB_STATES)},
+        "pid": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PID},
+        "queued": _OPTIONAL_TIME, "started": _OPTIONAL_TIME, "predicting": _OPTIONAL_TIME,
+        "updated": _OPTIONAL_TIME, "ended": _OPTIONAL_TIME,
+        "batch": _COUNT, "batches": _COUNT, "phase": _TEXT, "error": _TEXT,
+    },
+}
+EVAL_JOB_TIMES = ("queued", "started", "predicting", "updated", "ended")
+
+# A model export (fer.export): job.json in the export folder; "results" has one entry per format
+# exported so far (kept across exports of other formats).
+EXPORT_JOB_STATES = ("queued", "running", "finished", "failed")
+EXPORT_FORMAT_NAMES = ("keras", "savedmodel", "tflite", "onnx")
+_SECONDS = {"type": ["number", "null"], "minimum": 0}
+_EXPORT_RESULT = {
+    "type": "object",
+    "properties": {
+        "bytes": _COUNT, "max_abs_diff": {"type": ["number", "null"], "minimum": 0},
+        "agreement": _SHARE, "faces": _COUNT, "faces_source": _TEXT, "runtime": _TEXT,
+        "export_s": _SECONDS, "verify_s": _SECONDS, "verified": {"type": "boolean"}, "error": _TEXT,
+        "model_stamp": _TEXT, "ended": _OPTIONAL_TIME,
+    },
+}
+EXPORT_JOB_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "state": {"enum": list(EXPORT_JOB_STATES)},
+        "pid": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PID},
+        "queued": _OPTIONAL_TIME, "started": _OPTIONAL_TIME, "updated": _OPTIONAL_TIME,
+        "ended": _OPTIONAL_TIME, "phase": _TEXT, "error": _TEXT, "step": _COUNT, "steps": _COUNT,
+        "formats": {"type": "array", "maxItems": 4, "items": {"enum": list(EXPORT_FORMAT_NAMES)}},
+        "results": {"type": "object", "propertyNames": {"enum": list(EXPORT_FORMAT_NAMES)},
+                    "additionalProperties": _EXPORT_RESULT},
+    },
+}
+EXPORT_JOB_TIMES = ("queued", "started", "updated", "ended")
+
 SWEEP_SCHEMA = {
     "type": "object",
     "required": ["study", "trial"],
     "properties": {"study": {"type": "string", "maxLength": 200},
                    "trial": {"type": "integer", "minimum": 0}, "storage": _TEXT},
+}
+
+# A user's tags and notes on a run (notes.json): a few short tags and about a page of text. The
+# file may hold that text JSON-escaped (up to 12 bytes a character), and nothing larger is read.
+MAX_TAGS = 20
+TAG_MAX_CHARS = 40
+NOTES_MAX_CHARS = 10_000
+NOTES_MAX_BYTES = 256 << 10
+NOTES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "tags": {"type": "array", "maxItems": MAX_TAGS, "uniqueItems": True,
+                 "items": {"type": "string", "minLength": 1, "maxLength": TAG_MAX_CHARS,
+                           "pattern": "^[^\\x00-\\x1f\\x7f]+$"}},
+        "notes": {"type": "string", "maxLength": NOTES_MAX_CHARS},
+        "updated": _TIME,
+    },
 }
 
 _CLASS_REPORT = {

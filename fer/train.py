@@ -4,11 +4,14 @@
     python -m fer.train --architecture mini_xception --epochs 30 --data path/to/fer2013
                                                           # create a run from flags and train it here
     python -m fer.train --architecture mini_xception --detach   # the same, in the background
+    python -m fer.train --preset quick_trial              # a real model in a few minutes on a CPU
 
 The worker writes status.json in a ``finally`` block, so every run ends as finished, failed or
 stopped; SIGTERM (sent by ``fer.workers.stop`` with a ``stop-requested`` file) stops it cleanly at the
-next batch, or at once while it loads data or evaluates, and a later start resumes from the last
-completed epoch with the optimizer state (Keras BackupAndRestore).
+next batch of training or validation (an epoch whose validation is cut short is trained again), or
+at once while it loads data or evaluates, and a later start resumes from the last completed epoch
+with the optimizer state (Keras BackupAndRestore). status.json's ``training_s`` adds up the
+training time of every worker of the run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from fer.architectures import ARCHITECTURES
 from fer.backends import BackendError
-from fer.config import PARAMETERS, ConfigError, TrainConfig
+from fer.config import PARAMETERS, PRESETS, ConfigError, TrainConfig
 from fer.data import DataError, resolve_location
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
 from fer.run_folder import RunError, RunFolder, check_resumable_config
@@ -98,7 +101,7 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
 
     from fer.models import VGG16_WEIGHTS
     from fer.pipeline import evaluation_batches, training_batches
-    from fer.recipe import callbacks, class_weights, training_model
+    from fer.recipe import callbacks, class_weights, training_model, validation_batch_size
 
     device = open_devices(config)
     folder.write_status(backend=keras.backend.backend(), device=device)
@@ -115,8 +118,9 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     train_data = training_batches(
         dataset.train.images, dataset.train.labels, config.batch_size, config.seed, first_epoch=done,
         class_weights=class_weights(dataset.train.labels) if config.class_weights else None)
-    val_data = evaluation_batches(dataset.val.images, dataset.val.labels, multiple_of=config.devices)
     steps = len(train_data)
+    val_data = evaluation_batches(dataset.val.images, dataset.val.labels,
+                                  validation_batch_size(config, steps), multiple_of=config.devices)
     with training_scope(config):
         model = training_model(config, steps)
 
@@ -139,9 +143,14 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
 
     folder.write_status(phase="evaluating")
     folder.update_progress(phase="evaluating")
-    from fer.evaluate import evaluate_run
+    from fer.evaluate import evaluate_run, one_class_warning, read_evaluation
 
-    return evaluate_run(folder.path, dataset)
+    summary = evaluate_run(folder.path, dataset)
+    evaluation = read_evaluation(folder.path)
+    hint = one_class_warning(evaluation) if evaluation else None
+    if hint:
+        print(f"[fer] warning: {hint}", flush=True)
+    return summary
 
 
 # How long a new worker waits for the run's lock: a stopped worker writes its final status and
@@ -168,9 +177,13 @@ def run_worker(run_dir: Path) -> int:
         print(f"error: run {run_dir.name} is already being trained by another process", file=sys.stderr)
         return 2
     status: dict[str, Any] = {"state": "failed", "error": "the worker ended unexpectedly"}
+    # The time of the earlier workers of this run (before a resume); this worker adds its own.
+    trained_before = folder.training_seconds() or 0.0
+    started = time.time()
     try:
-        folder.write_status(state="running", pid=os.getpid(), started=time.time(), ended=None,
-                            error=None, stop_requested=None, note=None)
+        folder.write_status(state="running", pid=os.getpid(), started=started, ended=None,
+                            error=None, stop_requested=None, note=None, training_s=trained_before)
+        folder.write_progress(phase="starting")  # not the last worker's final phase
         stop.check()  # stopped between the launch and here
         summary = train_run(folder, stop)
         status = {"state": "finished", "error": None, **summary}
@@ -197,6 +210,7 @@ def run_worker(run_dir: Path) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        status["training_s"] = trained_before + max(0.0, time.time() - started)
         _write_final_status(folder, status)
         os.close(lock)  # this run's slot is free: start the next run waiting in the queue
         _start_next(run_dir.parent)
@@ -247,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", help="where new runs are created (default: experiments/)")
     parser.add_argument("--name", help="run id for a new run (default: time-architecture-random)")
     parser.add_argument("--detach", action="store_true", help="train in the background and return")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="start from a preset's settings (quick_trial: mini_xception, 15,000 "
+                             "faces, 6 epochs); other flags change them")
     add_config_flags(parser)
     args = parser.parse_args(argv)
     if args.run_dir:
@@ -254,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if getattr(args, f.name) is not None}
     try:
-        config = TrainConfig.for_architecture(values.pop("architecture", "mini_xception"), **values)
+        if args.preset:
+            config = TrainConfig.for_preset(args.preset, **values)
+        else:
+            config = TrainConfig.for_architecture(values.pop("architecture", "mini_xception"), **values)
         if args.name:
             run_path(args.name, Path(args.experiments) if args.experiments else None)
         # The dataset is checked before a run folder exists: a wrong path leaves nothing behind.

@@ -82,6 +82,22 @@ def lock_holder(run_dir: Path) -> int | None:
     return pid if pid and "fer.train" in _command_line(pid) else None
 
 
+def lock_file_holder(lock: Path, pid: int | None, command: str) -> int | None:
+    """The verified pid holding the exclusive flock on ``lock`` (any job's lock, such as a background
+    evaluation's), as ``lock_holder`` does for a run: /proc/locks on Linux, elsewhere ``pid`` while
+    the lock is held and its command line names ``command``; None when unverified."""
+    if not lock_held(lock):
+        return None
+    try:
+        info = os.stat(lock)
+    except OSError:
+        return None
+    holders = _flock_holders(info.st_dev, info.st_ino)
+    if holders is not None:
+        return holders[0] if len(holders) == 1 else None
+    return pid if pid and command in _command_line(pid) else None
+
+
 def _flock_holders(device: int, inode: int) -> list[int] | None:
     """Pids holding an exclusive flock on the file (None where /proc/locks does not exist)."""
     try:

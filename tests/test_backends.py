@@ -43,7 +43,7 @@ def train_args(experiments: Path, name: str, data: Path, *flags: str) -> list:
 
 
 def history_without_timings(run: Path) -> pd.DataFrame:
-    return RunFolder(run).read_history().drop(columns=["seconds"])
+    return RunFolder(run).read_history().drop(columns=["seconds", "time"])
 
 
 @pytest.fixture(scope="module")

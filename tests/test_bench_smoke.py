@@ -142,3 +142,42 @@ def test_report_table_from_results(tmp_path):
     assert "| 5 worker peak RSS, mini_xception (MiB) | 1044.7 | measure | - |" in lines
     growth = next(line for line in lines if line.startswith("| 5 RSS growth over 20 predictions"))
     assert growth.endswith("| no growth | **missed** |")  # 12.5 MiB is growth
+
+
+def test_dataset_import(tmp_path):
+    """bench.dataset_import times the archive import, the CSV conversion and the page's own share."""
+    out = run_bench("dataset_import", tmp_path)
+    assert out["images"] == out["csv_rows"] == 210
+    assert out["csv_pixels_identical_after_conversion"] is True
+    for key in ("tar_xzf_s", "import_archive_s", "import_csv_s", "page_script_s"):
+        assert out[key] > 0
+
+
+def test_quick_trial(tmp_path):
+    """The quick_trial preset's benchmark trains (one epoch on synthetic faces) and reports the
+    accuracy, the wall time and the load it ran under."""
+    output = run_bench("quick_trial", tmp_path)
+    [run] = output["runs"]
+    assert run["settings"]["architecture"] == "mini_xception" and run["settings"]["epochs"] == 1
+    assert not run["is_the_quick_trial_preset"]  # --quick changes the epochs and the subset
+    assert 0 <= run["private_test_accuracy"] <= 1 and run["wall_s"] > 0
+    assert isinstance(run["load_average_1min_while_training"], list)
+
+
+def test_stop_latency(tmp_path):
+    """A background run is stopped and the time until its status and its exit is reported."""
+    output = run_bench("stop_latency", tmp_path)
+    [stop] = output["stops"]
+    assert stop["state"] == "stopped" and 0 < stop["stop_to_status_s"] <= stop["stop_to_exit_s"]
+    assert output["stop_to_status_max_s"] == stop["stop_to_status_s"]
+
+
+def test_gradcam(tmp_path):
+    """bench.gradcam times Grad-CAM next to prediction for one face and a gallery page of 48."""
+    output = run_bench("gradcam", tmp_path)
+    assert set(output["models"]) == {"shipped", "mini_xception", "vgg_fer_compact"}
+    for model in output["models"].values():
+        assert model["setup_s"] > 0 and len(model["grid"]) == 2
+        for count in ("faces_1", "faces_48"):
+            for case in ("predicted_class", "chosen_class", "predict_faces"):
+                assert 0 < model[count][case]["p50_ms"] <= model[count][case]["p95_ms"]

@@ -96,3 +96,18 @@ def test_train_watch_and_predict_in_a_real_browser(server, page):
     page.wait_for_timeout(500)
     text = page.inner_text("body")
     assert "Traceback" not in text
+
+
+def test_dataset_view_in_a_real_browser(server, page):
+    """The Dataset page on FER_DATA: the distribution chart, a face grid, another split's faces."""
+    url, _ = server
+    page.goto(f"{url}/dataset")
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.get_by_text("Training_").first.wait_for()
+    page.locator("button:has-text('Test (PrivateTest)')").first.click()
+    page.get_by_text("PrivateTest_").first.wait_for()
+    page.wait_for_timeout(500)
+    text = page.inner_text("body")
+    assert "Traceback" not in text and "Training_" not in text
+    assert "angry · 2 in this split" in text
+

@@ -375,7 +375,7 @@ def test_summary_counts_csv_rows(tmp_path):
     assert summary.counts["test"] == dict.fromkeys(CLASSES, 1)
 
 
-# Published FER2013 counts (shared/data/README.md), in fer.CLASSES order.
+# Published FER2013 counts (the README's Data section), in fer.CLASSES order.
 REAL_COUNTS = {
     "train": [3995, 436, 4097, 7215, 4830, 3171, 4965],
     "val": [467, 56, 496, 895, 653, 415, 607],

@@ -64,7 +64,7 @@ def npz(**arrays) -> Callable[[Path], None]:
 
 RUN_FILES = ["status.json", "config.json", "progress.json", "history.csv", "train.log", "model.keras",
              "eval/metrics.json", "eval/misclassified.npz", ".lock", "stop-requested",
-             ".status.lock", ".launch.lock"]
+             ".status.lock", ".launch.lock", "notes.json"]
 
 CASES: dict[str, tuple[str, Callable[[Path], None]]] = {
     **{f"fifo {name}": (name, fifo) for name in RUN_FILES},
@@ -129,7 +129,8 @@ def test_every_page_opens_next_to_a_hostile_run_folder(root, case):
     replace(path, make)
 
     for page, params in (("train", None), ("runs", {"run": ["hostile", "healthy"]}),
-                         ("evaluate", {"run": "hostile"}), ("predict", None)):
+                         ("evaluate", {"run": "hostile"}), ("predict", None),
+                         ("compare", {"run": "hostile"})):
         app = open_page(page, params)
         no_exception(app)
         shown = " ".join(str(element.value) for element in app.get("markdown") + list(app.error)

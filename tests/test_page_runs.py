@@ -197,3 +197,95 @@ def test_best_epoch_is_a_whole_number_and_no_empty_charts_before_the_first_epoch
     assert table.loc["trained", "best epoch"] == 3
     assert figures(app) == []
     assert any("Waiting for the first epoch" in text for text in texts(app.info))
+
+
+class PageRecorder:
+    """Records, while the Runs page runs in AppTest, the polling interval of its live fragment and
+    which elements were drawn inside that fragment."""
+
+    def __init__(self, monkeypatch) -> None:
+        import streamlit as st
+
+        self.polls: list[float | None] = []
+        self.drawn: dict[str, list[bool]] = {}
+        self.inside = 0
+        real_fragment = st.fragment
+
+        def fragment(func=None, *, run_every=None):
+            if func.__name__ == "live_page":  # not the fragments of other parts of a card
+                self.polls.append(run_every)
+
+            def traced(*args, **kwargs):
+                self.inside += 1
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    self.inside -= 1
+
+            traced.__qualname__ = traced.__name__ = func.__name__
+            return real_fragment(traced, run_every=run_every)
+
+        monkeypatch.setattr(st, "fragment", fragment)
+        for name in ("dataframe", "table", "progress", "multiselect"):
+            monkeypatch.setattr(st, name, self._recording(name, getattr(st, name)))
+
+    def _recording(self, name: str, real):
+        def element(*args, **kwargs):
+            self.drawn.setdefault(name, []).append(self.inside > 0)
+            return real(*args, **kwargs)
+        return element
+
+
+def test_everything_that_changes_is_live_and_polling_starts_when_a_run_becomes_active(root, monkeypatch):
+    """The table, the selection, progress and the comparison are drawn inside the fragment that
+    re-reads the run folders; with no run training it still polls (slowly), so a run started
+    elsewhere shows, and once one trains it polls every second."""
+    run_dir = fake_run(root, "later-live", state="stopped", evaluation=False, epochs_done=2, epochs=4)
+    recorder = PageRecorder(monkeypatch)
+    app = open_page("runs")
+    no_exception(app)
+    assert recorder.polls[-1] is not None and recorder.polls[-1] > 1.0
+    assert app.dataframe[0].value.set_index("run").loc["later-live", "state"] == "stopped"
+    RunFolder(run_dir).write_status(state="running", epochs_done=3)
+    worker = hold_run_lock(run_dir)
+    try:
+        app.run()
+        no_exception(app)
+        assert recorder.polls[-1] == 1.0
+        row = app.dataframe[0].value.set_index("run").loc["later-live"]
+        assert (row["state"], row["epochs"]) == ("running", "3/4")
+        assert set(recorder.drawn) == {"dataframe", "table", "progress", "multiselect"}
+        assert all(all(inside) for inside in recorder.drawn.values()), recorder.drawn
+    finally:
+        release(worker)
+
+
+def test_a_resumed_run_waiting_in_the_queue_says_so_and_counts_all_its_training_time(root):
+    """After Stop then Resume: progress.json still holds the last worker's 'stopped', the status
+    says queued. The progress line says queued, and the duration is the time of both workers."""
+    import time
+
+    run_dir = fake_run(root, "resumed", state="stopped", evaluation=False, epochs_done=2, epochs=4)
+    now = time.time()
+    RunFolder(run_dir).write_status(state="queued", pid=None, queued=now, started=now - 300,
+                                    ended=now - 30, training_s=270 + 288)  # 4.5 + 4.8 minutes
+    RunFolder(run_dir).end_progress("stopped")
+    app = open_page("runs", {"run": "resumed"})
+    no_exception(app)
+    progress = app.get("progress")[0].proto.text
+    assert "queued" in progress and "stopped" not in progress
+    assert app.dataframe[0].value.set_index("run").loc["resumed", "duration (min)"] == 9.3
+
+
+def test_a_resumed_run_that_trains_counts_its_earlier_workers_too(root):
+    import time
+
+    run_dir = fake_run(root, "second-worker", state="running", evaluation=False, epochs_done=2)
+    worker = hold_run_lock(run_dir)
+    try:
+        RunFolder(run_dir).write_status(started=time.time() - 270, ended=None, training_s=288)
+        app = open_page("runs")
+        no_exception(app)
+        assert app.dataframe[0].value.set_index("run").loc["second-worker", "duration (min)"] == 9.3
+    finally:
+        release(worker)

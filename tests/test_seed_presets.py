@@ -1,6 +1,6 @@
 """Each seed preset is its notebook's network, layer by layer, and defaults to its notebook's recipe.
 
-The expected tables are written from the notebooks (``../shared/seeds/``): notebook 002's is its
+The expected tables are written from the seed notebooks: notebook 002's is its
 printed ``model.summary()``, the others follow the notebooks' code. Every row is (layer type,
 detail, output shape, parameters), so a misplaced pooling layer shows in the shapes even where
 the parameter count stays the same. Where the preset departs from the notebook, the preset's

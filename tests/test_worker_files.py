@@ -11,7 +11,7 @@ from fer import CLASSES
 from fer.config import TrainConfig
 from fer.evaluate import read_evaluation, read_misclassified
 from fer.files import read_json
-from fer.run_folder import RunFolder
+from fer.run_folder import HISTORY_COLUMNS, RunFolder
 from fer.runs import list_runs
 from fer.ui import run_row
 from fer.workers import effective_state, is_alive
@@ -58,11 +58,15 @@ def test_status_json_says_finished_with_timings_and_accuracies(run):
 
 
 def test_history_csv_has_one_row_per_epoch(run):
-    """history.csv: epochs 1 and 2 (1-based in read_history) with losses, accuracies, lr and time."""
+    """history.csv: epochs 1 and 2 (1-based in read_history) with losses, accuracies, lr, each
+    epoch's duration and end time, in HISTORY_COLUMNS' order."""
     history = RunFolder(run).read_history()
     assert history["epoch"].tolist() == [1, 2]
-    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"):
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "time"):
         assert column in history.columns and history[column].notna().all(), column
+    started, ended = RunFolder(run).read_status()["started"], RunFolder(run).read_status()["ended"]
+    assert started < history["time"].iloc[0] < history["time"].iloc[1] <= ended
     with (run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]
