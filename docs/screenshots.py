@@ -3,11 +3,14 @@
     python docs/screenshots.py [--run RUN_ID] [--photo PATH] [--pages train,runs,...,dataset]
 
 Starts ``streamlit run streamlit_app.py`` on a free port with this project's ``experiments/``,
-opens each page as a user would (the Runs page on ``--run``, Evaluate on the shipped model, the
+opens each page as a user would (the Runs page on ``--run``, or on a copy of the shipped model's run
+when ``experiments/`` has no such run, Evaluate on the shipped model, the
 Predict page with ``--photo`` uploaded: scikit-image's astronaut by default, the Sweeps page on a
 demo sweep of fake runs in a temporary experiments folder, the Dataset page on ``FER_DATA``, the
 Compare page on twelve fake runs in another temporary folder) and saves a full-page PNG of each;
-``--pages`` retakes some of them only.
+also the Runs card's Export section opened (``export``), Evaluate compared with a second evaluated
+model (``evaluate-compare``, from the comparison down) and Predict with Grad-CAM heatmaps on
+(``predict-gradcam``). ``--pages`` retakes some of them only.
 Needs Debian's ``chromium`` (``CHROMIUM`` overrides the path) and Playwright's Python package.
 """
 
@@ -26,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import StreamlitServer, chromium, wait_idle  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
-PAGES = ("train", "runs", "evaluate", "predict", "sweeps", "dataset", "compare")
+PAGES = ("train", "runs", "evaluate", "predict", "sweeps", "dataset", "compare", "export", "evaluate-compare",
+         "predict-gradcam")
 VIEWPORT = {"width": 1400, "height": 1600}
 
 
@@ -83,7 +87,7 @@ def compare_shot(browser) -> Path:
                         "mini-Xception, 5 epochs" if number == 0 else "")
     server = StreamlitServer({"FER_EXPERIMENTS": str(folder / "experiments")}, folder / "server.log")
     try:
-        page = browser.new_page(viewport=VIEWPORT)
+        page = browser.new_page(viewport={**VIEWPORT, "height": 1900})  # down to the notes' Save button
         page.set_default_timeout(120_000)
         page.goto(server.url + "/compare?run=run-00")
         page.locator(".js-plotly-plot").first.wait_for()
@@ -107,9 +111,74 @@ def dataset_shot(browser, url: str) -> Path:
     return OUT / "dataset.png"
 
 
+def runs_server(wanted: str) -> tuple[StreamlitServer | None, str]:
+    """(a server of its own or None for the main one, the run to show) for the Runs and Export shots:
+    ``wanted`` when it is a run of experiments/, else a copy of the shipped model's run folder (the
+    default preset's 75-epoch run, its history and evaluation) as ``wanted`` in a temporary folder."""
+    import fer
+    from fer.runs import list_runs
+
+    if any(run.run_id == wanted for run in list_runs()):
+        return None, wanted
+    folder = Path(tempfile.mkdtemp(prefix="fer-screenshots-runs-"))
+    shutil.copytree(fer.DEFAULT_MODEL_DIR, folder / "experiments" / wanted)
+    return StreamlitServer({"FER_EXPERIMENTS": str(folder / "experiments")}, folder / "server.log"), wanted
+
+
+def runs_shot(browser, url: str, run_id: str) -> Path:
+    """The Runs page on ``run_id``: the table, the curves with their controls, the run's card."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/runs?run={run_id}")
+    page.locator(".js-plotly-plot").first.wait_for()
+    settle(page)
+    page.screenshot(path=str(OUT / "runs.png"), full_page=True)
+    page.close()
+    return OUT / "runs.png"
+
+
+def export_shot(browser, url: str, run_id: str) -> Path:
+    """The Export section of a run card on the Runs page, opened (that section only)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/runs?run={run_id}")
+    page.locator(".js-plotly-plot").first.wait_for()
+    settle(page)
+    expander = page.locator("[data-testid='stExpander']").filter(has_text="Export (.keras").first
+    expander.locator("summary").click()
+    expander.get_by_text("Each export is loaded back").wait_for()
+    settle(page)
+    expander.screenshot(path=str(OUT / "export.png"))
+    page.close()
+    return OUT / "export.png"
+
+
+def evaluate_compare_shot(browser, url: str, run_id: str) -> Path:
+    """Evaluate on ``run_id`` compared with the first other evaluated model, from the comparison down."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/evaluate?run={run_id}")
+    page.locator(".js-plotly-plot").first.wait_for()
+    settle(page)
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text="Second model")
+    box.scroll_into_view_if_needed()
+    box.locator("input").click()
+    page.get_by_role("option").first.click()
+    page.get_by_text("Difference:").first.wait_for()
+    settle(page)
+    # Streamlit scrolls inside its main block: bring the comparison's heading to the top.
+    page.get_by_text("Compare with another model").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(OUT / "evaluate-compare.png"))
+    page.close()
+    return OUT / "evaluate-compare.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="default-mini-xception", help="run shown on the Runs page")
+    parser.add_argument("--run", default="default-mini-xception",
+                        help="run shown on the Runs page and in the Export shot (when experiments/ has no "
+                             "such run: a copy of the shipped model's run under this name)")
     parser.add_argument("--evaluate", default="default",
                         help="run shown on Evaluate (default: the shipped model)")
     parser.add_argument("--photo", default="", help="photo uploaded on Predict (default: the astronaut)")
@@ -144,13 +213,16 @@ def main(argv: list[str] | None = None) -> int:
             OUT.mkdir(parents=True, exist_ok=True)
             # (name, address, what shows that the page is drawn, photo to upload)
             shots = [("train", "/train", "button:has-text('Launch training')", None),
-                     ("runs", f"/runs?run={args.run}", ".js-plotly-plot", None),
                      ("evaluate", f"/evaluate?run={args.evaluate}", ".js-plotly-plot", None),
-                     ("predict", "/predict", "[data-testid='stFileUploaderDropzone']", photo)]
+                     ("predict", "/predict", "[data-testid='stFileUploaderDropzone']", photo),
+                     ("predict-gradcam", "/predict", "[data-testid='stFileUploaderDropzone']", photo)]
             for name, path, drawn, upload in [shot for shot in shots if shot[0] in pages]:
                 page.goto(url + path)
                 page.locator(drawn).first.wait_for()
                 settle(page)
+                if name == "predict-gradcam":  # heatmaps beside each face
+                    page.get_by_text("Grad-CAM heatmaps").click()
+                    settle(page)
                 if upload is not None:
                     page.locator("input[type=file]").first.set_input_files(str(upload))
                     page.get_by_text("Face 1").first.wait_for()
@@ -163,6 +235,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(dataset_shot(browser, url))
             if "compare" in pages:
                 print(compare_shot(browser))
+            if "runs" in pages or "export" in pages:
+                own, run_id = runs_server(args.run)
+                try:
+                    runs_url = own.url if own else url
+                    if "runs" in pages:
+                        print(runs_shot(browser, runs_url, run_id))
+                    if "export" in pages:
+                        print(export_shot(browser, runs_url, run_id))
+                finally:
+                    if own:
+                        own.stop()
+            if "evaluate-compare" in pages:
+                print(evaluate_compare_shot(browser, url, args.evaluate))
         finally:
             browser.close()
             playwright.stop()

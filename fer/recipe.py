@@ -5,6 +5,7 @@ all compile a run's model here.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -82,14 +83,47 @@ def validation_batch_size(config: TrainConfig, steps: int) -> int:
     return max(1, VALIDATION_CALL_FACES // steps_per_execution(config, steps))
 
 
+class FilesLock:
+    """Held while the training thread writes a run's files (see ``callbacks``); ``with`` for one
+    write, ``begin_save``/``end_save`` (training thread only) around an epoch's save."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._saving = False
+
+    def __enter__(self) -> FilesLock:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def begin_save(self) -> None:
+        self._lock.acquire()
+        self._saving = True
+
+    def end_save(self) -> None:
+        if self._saving:
+            self._saving = False
+            self._lock.release()
+
+
 def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], None], steps: int,
-              best_so_far: float | None) -> list:
+              best_so_far: float | None, files_lock: FilesLock | None = None) -> list:
     """Keras callbacks of a run: live progress, history.csv, the best network, status, the
     learning-rate schedule, early stopping and the resume point. ``check_stop`` raises at a
-    batch end when a stop was requested."""
+    batch end when a stop was requested.
+
+    ``files_lock`` is held while the callbacks write the run's files: from the start of an epoch's
+    save (history row, best network, status, resume point) to the start of the next epoch, and
+    after the last epoch until the caller's ``end_save`` once ``fit`` has returned (BackupAndRestore
+    deletes its backup then). The worker's stop watchdog (``fer.train``) takes it before it ends
+    the process, so it never cuts a save short."""
     import keras
 
     from fer.augment import network_of
+
+    files = files_lock or FilesLock()
 
     class RunStatus(keras.callbacks.Callback):
         """Progress for the UI (throttled) and the best-epoch summary in status.json."""
@@ -104,11 +138,13 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
         def _progress(self, batch: int, phase: str, force: bool = False) -> None:
             now = time.time()
             if force or now - self.last_write > PROGRESS_INTERVAL_S:
-                folder.write_progress(epoch=self.epoch + 1, epochs=config.epochs, batch=batch,
-                                      batches=steps, phase=phase)
+                with files:
+                    folder.write_progress(epoch=self.epoch + 1, epochs=config.epochs, batch=batch,
+                                          batches=steps, phase=phase)
                 self.last_write = now
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            files.end_save()  # the previous epoch's save is complete
             if self.first_epoch and epoch > 0:
                 # BackupAndRestore has restored the weights and the optimizer (its step counter too).
                 step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -134,6 +170,7 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
             self._progress(steps, "validating")
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            files.begin_save()  # see files_lock above
             # Runs before CSVLogger, so these columns land in history.csv.
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))

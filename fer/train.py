@@ -10,19 +10,25 @@ The worker writes status.json in a ``finally`` block, so every run ends as finis
 stopped; SIGTERM (sent by ``fer.workers.stop`` with a ``stop-requested`` file) stops it cleanly at the
 next batch of training or validation (an epoch whose validation is cut short is trained again), or
 at once while it loads data or evaluates, and a later start resumes from the last completed epoch
-with the optimizer state (Keras BackupAndRestore). status.json's ``training_s`` adds up the
+with the optimizer state (Keras BackupAndRestore). A call into the backend cannot be interrupted;
+when one keeps the worker from stopping for ``STOP_GRACE_S``, a watchdog thread records the run as
+stopped and ends the process (never while an epoch is being saved). status.json's ``training_s`` adds up the
 training time of every worker of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +37,17 @@ from fer.backends import BackendError
 from fer.config import PARAMETERS, PRESETS, ConfigError, TrainConfig
 from fer.data import DataError, resolve_location
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
+from fer.recipe import FilesLock
 from fer.run_folder import RunError, RunFolder, check_resumable_config
 from fer.runs import create_run, run_path
 from fer.workers import acquire_lock, launch
 
 # How often a worker looks for a stop request on disk (a signal stops it at once).
 STOP_FILE_CHECK_S = 0.5
+# How long a stop may wait for the worker to reach its next safe point (a batch end) before the
+# watchdog ends the process: Stop promises 5 s, and a busy CPU makes one call into the backend
+# (the first epoch's tracing and compiling, a validation call) take longer than that.
+STOP_GRACE_S = 2.0
 
 
 class RunStopped(Exception):
@@ -52,6 +63,8 @@ class _StopFlag:
         self.requested = False
         self.in_fit = False
         self.training_done = False  # fit has ended: a stop now skips the evaluation
+        # Held while the run's files are written during training (``fer.recipe.callbacks``).
+        self.files_lock = FilesLock()
         self._next_file_check = 0.0
 
     def __call__(self, signum: int, frame: Any) -> None:
@@ -67,6 +80,68 @@ class _StopFlag:
             self.requested = self.folder.stop_requested() is not None
         if self.requested:
             raise RunStopped()
+
+
+class _StopWatchdog(threading.Thread):
+    """Ends a worker that a stop cannot reach in time.
+
+    Python runs a signal handler only between bytecodes, so while the main thread is inside one
+    long call into TensorFlow or JAX (tracing or compiling a step on a busy CPU) the stop waits for
+    it. This thread learns of the signal at once (``signal.set_wakeup_fd``) or of the stop file
+    within ``STOP_FILE_CHECK_S``; if the worker has not ended ``STOP_GRACE_S`` later, it takes the
+    files lock (so an epoch's save is never cut short), records the run as stopped with ``end``
+    and exits the process. The interrupted epoch is not recorded, as with a stop at a batch end;
+    the run resumes from its last completed epoch. After training (the final evaluation) it does
+    nothing: there the signal handler stops the worker.
+    """
+
+    def __init__(self, folder: RunFolder, stop: _StopFlag, end: Callable[[dict[str, Any]], bool]) -> None:
+        super().__init__(name="stop-watchdog", daemon=True)
+        self.folder, self.stop, self.end = folder, stop, end
+        self._wake, self._signalled = socket.socketpair()
+        self._signalled.setblocking(False)
+        self._wake.settimeout(STOP_FILE_CHECK_S)
+
+    def start(self) -> None:
+        # The C-level handler writes to this socket the moment a signal arrives.
+        signal.set_wakeup_fd(self._signalled.fileno(), warn_on_full_buffer=False)
+        super().start()
+
+    def run(self) -> None:
+        while True:
+            try:
+                if {signal.SIGTERM, signal.SIGINT} & set(self._wake.recv(64)):
+                    break
+            except TimeoutError:
+                with contextlib.suppress(OSError):
+                    if self.folder.stop_requested() is not None:
+                        break
+        asked = time.monotonic()
+        print(f"[fer] stop requested at {time.strftime('%H:%M:%S')} "
+              f"(phase: {self.folder.read_progress().get('phase', '?')})", flush=True)
+        time.sleep(max(0.0, asked + STOP_GRACE_S - time.monotonic()))
+        if self.stop.training_done:
+            return
+        with self.stop.files_lock:  # never held by anyone again: the process ends here
+            if self.stop.training_done:
+                return  # training ended meanwhile: the signal handler stops the evaluation
+            status = _stopped_status(self.folder, self.stop)
+            if not self.end(status):
+                return  # the worker is already writing its final status itself
+            print(f"[fer] stopped {time.monotonic() - asked:.1f} s after the request, before the worker "
+                  "could stop by itself; the run resumes from its last completed epoch", flush=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(3)
+
+
+def _stopped_status(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
+    status = {"state": "stopped", "error": None, "stop_requested": folder.stop_requested() or time.time()}
+    if stop.training_done:
+        status.update(state="finished", note=(
+            "stopped during the evaluation: training is complete and model.keras holds the best "
+            f"epoch; evaluate it with: python -m fer.evaluate --run {folder.path}"))
+    return status
 
 
 def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
@@ -134,11 +209,12 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     stop.in_fit = True
     with training_scope(config):
         model.fit(train_data, validation_data=val_data, epochs=config.epochs, verbose=2,
-                  callbacks=callbacks(folder, config, stop.check, steps, best_so_far))
+                  callbacks=callbacks(folder, config, stop.check, steps, best_so_far, stop.files_lock))
     # Training is complete and Keras has deleted the resume backup: a stop from here on ends the
     # run as finished (its best model is saved) and skips the evaluation instead of waiting for it.
     stop.in_fit = False
     stop.training_done = True
+    stop.files_lock.end_save()  # held since the last epoch's save began
     stop.check()
 
     folder.write_status(phase="evaluating")
@@ -158,8 +234,10 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
 LOCK_WAIT = 30.0
 
 
-def run_worker(run_dir: Path) -> int:
-    """Entry point of a worker process. Exit codes: 0 finished, 1 failed, 2 refused, 3 stopped."""
+def run_worker(run_dir: Path, watchdog: bool = False) -> int:
+    """Entry point of a worker process. Exit codes: 0 finished, 1 failed, 2 refused, 3 stopped.
+
+    ``watchdog`` (a worker process of its own: it may end the process, see ``_StopWatchdog``)."""
     run_dir = Path(os.path.abspath(run_dir))  # not resolved: a run folder may be a link
     folder = RunFolder(run_dir)
     if not folder.is_run():
@@ -180,6 +258,30 @@ def run_worker(run_dir: Path) -> int:
     # The time of the earlier workers of this run (before a resume); this worker adds its own.
     trained_before = folder.training_seconds() or 0.0
     started = time.time()
+    ending = threading.Lock()  # the final status is written once: by this thread or the watchdog
+
+    def end(final: dict[str, Any]) -> bool:
+        if not ending.acquire(blocking=False):
+            return False
+        final["training_s"] = trained_before + max(0.0, time.time() - started)
+        _write_final_status(folder, final)
+        os.close(lock)  # this run's slot is free: start the next run waiting in the queue
+        _start_next(run_dir.parent)
+        return True
+
+    ended = False
+
+    def finish(final: dict[str, Any]) -> None:
+        nonlocal ended
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if not end(final):
+            # The stop watchdog is recording the run as stopped and ends the process.
+            threading.Event().wait()
+        ended = True
+
+    if watchdog:
+        _StopWatchdog(folder, stop, end).start()
     try:
         folder.write_status(state="running", pid=os.getpid(), started=started, ended=None,
                             error=None, stop_requested=None, note=None, training_s=trained_before)
@@ -189,13 +291,15 @@ def run_worker(run_dir: Path) -> int:
         status = {"state": "finished", "error": None, **summary}
         print(f"[fer] finished: {summary}", flush=True)
     except RunStopped:
-        status = {"state": "stopped", "error": None,
-                  "stop_requested": folder.stop_requested() or time.time()}
-        if stop.training_done:
-            status.update(state="finished", note=(
-                "stopped during the evaluation: training is complete and model.keras holds the best "
-                f"epoch; evaluate it with: python -m fer.evaluate --run {run_dir}"))
-        print(f"[fer] {status['state']} (stop requested)", flush=True)
+        status = _stopped_status(folder, stop)
+        print(f"[fer] {status['state']} at {time.strftime('%H:%M:%S')} (stop requested)", flush=True)
+        # Recorded here, while the exception is alive: leaving this block drops its traceback and
+        # with it fit's data pipelines and threads, which takes seconds (tens on a busy CPU).
+        finish(status)
+        if watchdog:  # a worker process of its own: nothing is left to do
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(3)
     except (ConfigError, DataError, RunError, BackendError, DeviceError) as exc:
         status = {"state": "failed", "error": str(exc)}
         print(f"[fer] error: {exc}", flush=True)
@@ -208,12 +312,8 @@ def run_worker(run_dir: Path) -> int:
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
         traceback.print_exc()
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        status["training_s"] = trained_before + max(0.0, time.time() - started)
-        _write_final_status(folder, status)
-        os.close(lock)  # this run's slot is free: start the next run waiting in the queue
-        _start_next(run_dir.parent)
+        if not ended:
+            finish(status)
     return {"finished": 0, "stopped": 3}.get(status["state"], 1)
 
 
@@ -267,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_flags(parser)
     args = parser.parse_args(argv)
     if args.run_dir:
-        return run_worker(Path(args.run_dir))
+        return run_worker(Path(args.run_dir), watchdog=True)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if getattr(args, f.name) is not None}
     try:
@@ -295,8 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"training in the background (pid {pid}); log: {log}")
         return 0
-    return run_worker(run_dir)
+    return run_worker(run_dir, watchdog=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The run's files are written and its lock is released: leave without Python's shutdown, which
+    # tears TensorFlow down for seconds (tens on a busy CPU) and keeps the memory that long.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,6 +1,10 @@
 """The real thing: `streamlit run streamlit_app.py` driven in headless Chromium.
 
-Launch a 2-epoch run from the Train page, watch its curve on Runs, upload a face on Predict.
+One user journey on one server: launch a 2-epoch run from the Train page, watch its curves on Runs
+(with the curve controls), tag and annotate it on Compare (whose parallel-coordinates chart draws it),
+clone its settings into Train, look at the dataset, and upload a face on Predict with its Grad-CAM
+heatmap. The Evaluate page's part of the journey (a confusion-matrix cell click filters the gallery)
+is tests/test_browser_evaluate.py, on fake evaluated runs, so nothing evaluates here.
 Skips where Chromium is not installed (`.ci/run` installs Debian's `chromium`).
 """
 
@@ -13,6 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import wait_until
 from synthetic import write_image_folder
+
+from fer.run_folder import RunFolder
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -64,8 +70,19 @@ def set_number(page, label: str, value: int) -> None:
     field.press("Enter")
 
 
-def test_train_watch_and_predict_in_a_real_browser(server, page):
-    """A user launches a 2-epoch run, sees its curves on Runs, and gets probabilities for a photo."""
+def body_text(page) -> str:
+    """The page's text once the script has finished its rerun."""
+    from bench.common import wait_idle
+
+    wait_idle(page, 60_000)
+    text = page.inner_text("body")
+    assert "Traceback" not in text
+    return text
+
+
+def test_train_compare_clone_dataset_and_predict_in_a_real_browser(server, page):
+    """A user launches a 2-epoch run, sees its curves on Runs, tags it on Compare, clones its
+    settings into Train, browses the dataset and gets probabilities and a heatmap for a photo."""
     url, experiments = server
     page.goto(f"{url}/train")
     page.get_by_text("Train a model").wait_for()
@@ -79,35 +96,66 @@ def test_train_watch_and_predict_in_a_real_browser(server, page):
                       if experiments.exists() else [], 30, "a run folder")
     assert len(runs) == 1
     run_dir = runs[0]
+    run_id = run_dir.name
     wait_until(lambda: '"finished"' in (run_dir / "status.json").read_text(), 240,
                "the run to finish", 0.5, run_dir / "train.log")
 
-    page.goto(f"{url}/runs?run={run_dir.name}")
-    page.get_by_text(run_dir.name).first.wait_for()
+    # Runs: the card's curves, redrawn over training time on a log scale.
+    page.goto(f"{url}/runs?run={run_id}")
+    page.get_by_text(run_id).first.wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     assert page.get_by_text("finished").count() > 0
+    page.get_by_role("radio", name="Training time").click()
+    page.get_by_text("Log scale").click()
+    page.locator(".js-plotly-plot .xtitle").filter(has_text="training time (min)").first.wait_for()
+    body_text(page)
+    assert page.get_by_role("radio", name="Training time").is_checked()
+    assert page.get_by_role("switch", name="Log scale").is_checked()
 
+    # Compare: the run on the parallel-coordinates chart; a new tag and a note, saved and shown.
+    page.goto(f"{url}/compare?run={run_id}")
+    page.locator(".js-plotly-plot .parcoords").first.wait_for()
+    tags = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Tags").last  # the editor's
+    tags.locator("input").click()
+    tags.locator("input").fill("journey")
+    tags.locator("input").press("Enter")
+    page.locator("textarea[aria-label='Notes']").fill("two epochs on the tiny set")
+    page.get_by_role("button", name="Save tags and notes").click()
+    page.get_by_text(f"Saved the tags and notes of run {run_id}").wait_for()
+    notes = RunFolder(run_dir).read_notes()
+    assert list(notes.tags) == ["journey"] and notes.text == "two epochs on the tiny set"
+
+    # Its Runs card shows them, and clones its settings into the Train form.
+    page.goto(f"{url}/runs?run={run_id}")
+    page.get_by_text("two epochs on the tiny set").wait_for()
+    assert "journey" in body_text(page)
+    page.get_by_role("button", name="Clone settings into Train").first.click()
+    page.get_by_text(f"Settings from run {run_id}").wait_for()
+    assert page.get_by_label("Epochs", exact=True).input_value() == "2"
+    assert page.get_by_label("Batch size", exact=True).input_value() == "8"
+
+    # Dataset: the distribution chart, the training split's faces, another split's.
+    page.goto(f"{url}/dataset")
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.get_by_text("Training_").first.wait_for()
+    assert "angry · 6 in this split" in body_text(page)
+    page.locator("button:has-text('Test (PrivateTest)')").first.click()
+    page.get_by_text("PrivateTest_").first.wait_for()
+    page.wait_for_function("() => !document.body.innerText.includes('Training_')")  # stale faces gone
+    assert "angry · 2 in this split" in body_text(page)
+
+    # Predict: probabilities for the astronaut's face, then its Grad-CAM heatmap.
     skimage = pytest.importorskip("skimage", reason="scikit-image ships the test photo")
     photo = Path(skimage.__file__).parent / "data" / "astronaut.png"
     page.goto(f"{url}/predict")
     page.locator("input[type=file]").first.set_input_files(str(photo))
     page.get_by_text("Face 1").first.wait_for(timeout=120_000)
     page.locator(".js-plotly-plot").first.wait_for()
-    page.wait_for_timeout(500)
-    text = page.inner_text("body")
-    assert "Traceback" not in text
-
-
-def test_dataset_view_in_a_real_browser(server, page):
-    """The Dataset page on FER_DATA: the distribution chart, a face grid, another split's faces."""
-    url, _ = server
-    page.goto(f"{url}/dataset")
-    page.locator(".js-plotly-plot").first.wait_for()
-    page.get_by_text("Training_").first.wait_for()
-    page.locator("button:has-text('Test (PrivateTest)')").first.click()
-    page.get_by_text("PrivateTest_").first.wait_for()
-    page.wait_for_timeout(500)
-    text = page.inner_text("body")
-    assert "Traceback" not in text and "Training_" not in text
-    assert "angry · 2 in this split" in text
-
+    body_text(page)
+    page.get_by_text("Grad-CAM heatmaps").click()
+    page.get_by_text("Grad-CAM: what speaks for").first.wait_for(timeout=120_000)
+    body_text(page)
+    page.wait_for_function(  # the heatmap picture above that caption has loaded
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"]')].some(figure =>"
+        " figure.innerText.includes('Grad-CAM: what speaks for') &&"
+        " [...figure.querySelectorAll('img')].some(img => img.complete && img.naturalWidth > 0))")

@@ -1,6 +1,8 @@
 """The Evaluate page in headless Chromium: a click on a confusion-matrix cell filters the gallery
 (plotly heatmaps take no clicks in Streamlit; the page's invisible cell points must), and the
-comparison with a second model. Skips where Chromium or playwright is missing."""
+comparison with a second model. The Evaluate step of the browser user journey
+(tests/test_browser_end_to_end.py), on fake evaluated runs so that nothing trains or evaluates
+here. Skips where Chromium or playwright is missing."""
 
 from __future__ import annotations
 
