@@ -343,11 +343,12 @@ def comparison(key: str, metrics: dict, mode: str, split: str) -> None:
     difference.plotly_chart(confusion_difference_figure(mine["confusion_matrix"], theirs["confusion_matrix"],
                                                         names, classes))
     frame = f1_delta_frame(mine["report"], theirs["report"], names, classes)
-    with f1:
-        st.plotly_chart(f1_delta_figure(frame))
-        st.dataframe(frame * 100, column_config={
-            name: st.column_config.NumberColumn(format="%+.1f" if name == frame.columns[-1] else "%.1f")
-            for name in frame.columns})
+    # As tall as the difference matrix beside it; the table goes below both, where its columns fit.
+    f1.plotly_chart(f1_delta_figure(frame).update_layout(height=520))
+    labels = {frame.columns[0]: f"F1 of {names[0]}", frame.columns[1]: f"F1 of {names[1]}"}
+    st.dataframe(frame * 100, column_config={
+        **{column: st.column_config.NumberColumn(label, format="%.1f") for column, label in labels.items()},
+        frame.columns[-1]: st.column_config.NumberColumn("change (points)", format="%+.1f")})
     st.caption(f"Blue cells and green bars: {escape_markdown(names[0])} has the larger share or the better "
                f"F1; red: {escape_markdown(names[1])}. Differences are in percentage points.")
 

@@ -131,25 +131,31 @@ def explanation(model: Model, faces: np.ndarray, probabilities: np.ndarray, expl
 
 def show_face(models: list[Model], index: int, result, probabilities: list[np.ndarray],
               explained: list[tuple[np.ndarray, tuple[int, ...]] | None], file_id: str, tta: str) -> None:
-    """One face: its crop, then per model its heatmap (when asked for) and its probability chart."""
+    """One face in one row: its crop, then per model its heatmap (when asked for, drawn at the crop's
+    size) and its probability chart."""
     from fer.explain import overlay
 
     number = index + 1
     label = "whole image" if result.whole_image else f"face {number}"
     comparing = len(models) > 1
-    # Top-aligned with heatmaps, so the crop and its heatmaps sit side by side.
-    columns = st.columns([1, 2, 2] if comparing else [1, 3],
-                         vertical_alignment="top" if any(explained) else "center")
+    with_maps = any(explained)
+    # Per model a heatmap column as wide as the crop's (when heatmaps are on) and a chart column.
+    per_model = [1] * with_maps + [2 if comparing else 3]
+    columns = st.columns([1, *per_model * len(models)], vertical_alignment="top" if with_maps else "center")
     columns[0].image(upscale(result.face, 144), width="stretch",
                      caption=f"{label}: the 48x48 input the model saw")
-    for column, model, probs, heat in zip(columns[1:], models, probabilities, explained, strict=True):
+    step = len(per_model)
+    for slot, (model, probs, heat) in enumerate(zip(models, probabilities, explained, strict=True)):
         row = probs[index]
-        if heat is not None:
-            maps, classes = heat
-            column.image(overlay(result.face, maps[index]), width=144,
-                         caption=f"Grad-CAM: what speaks for {CLASSES[classes[index]]}")
-        column.plotly_chart(probability_figure(row, title=chart_title(label, row, model, comparing)),
-                            key=f"predict.chart.{model.path}.{file_id}.{number}.{tta}")
+        chart = columns[1 + slot * step + step - 1]
+        if with_maps:
+            picture = columns[1 + slot * step]
+            if heat is not None:
+                maps, classes = heat
+                picture.image(overlay(result.face, maps[index]), width="stretch",
+                              caption=f"Grad-CAM: what speaks for {CLASSES[classes[index]]}")
+        chart.plotly_chart(probability_figure(row, title=chart_title(label, row, model, comparing)),
+                           key=f"predict.chart.{model.path}.{file_id}.{number}.{tta}")
     if comparing:
         tops = [CLASSES[int(probs[index].argmax())] for probs in probabilities]
         columns[0].caption(f"Both models: **{tops[0]}**" if tops[0] == tops[1]

@@ -582,6 +582,13 @@ def study_figures(name: str, storage: str, finished: tuple) -> dict[str, Any]:
         if not isinstance(figure, str):
             figure.update_layout(height=380, margin={"t": 50, "b": 40})
     figures["history"].update_yaxes(tickformat=".0%")
+    # The legend in a row above the plot, not over its points.
+    figures["history"].update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02,
+                                             "yanchor": "bottom"}, margin={"t": 80})
+    if not isinstance(figures["importances"], str):
+        # The bars' value labels may run past the axis into a right margin wide enough for them.
+        figures["importances"].update_traces(cliponaxis=False)
+        figures["importances"].update_layout(margin={"r": 50})
     figures["parallel"].update_layout(margin={"l": 110})  # room for the objective axis's title
     return figures
 

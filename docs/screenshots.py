@@ -164,7 +164,7 @@ def evaluate_compare_shot(browser, url: str, run_id: str) -> Path:
     box.scroll_into_view_if_needed()
     box.locator("input").click()
     page.get_by_role("option").first.click()
-    page.get_by_text("Difference:").first.wait_for()
+    page.get_by_text("Difference in percentage points").first.wait_for()
     settle(page)
     # Streamlit scrolls inside its main block: bring the comparison's heading to the top.
     page.get_by_text("Compare with another model").first.evaluate("e => e.scrollIntoView({block: 'start'})")

@@ -476,10 +476,12 @@ def parallel_figure(frame: pd.DataFrame, parameters: Sequence[str]) -> go.Figure
     figure = go.Figure(go.Parcoords(
         line={"color": accuracy, "colorscale": "Viridis", "showscale": True,
               "colorbar": {"title": {"text": "best val<br>accuracy"}, "tickformat": ".0%"}},
-        dimensions=dimensions, labelangle=-20, labelside="top",
+        dimensions=dimensions, labelangle=0, labelside="top",
+        labelfont={"size": 14}, tickfont={"size": 11}, rangefont={"size": 10},
         unselected={"line": {"opacity": 0.08}},
     ))
-    figure.update_layout(height=480, margin={"l": 60, "r": 40, "t": 90, "b": 30})
+    # The top margin holds the axis titles above each axis's range label, level and apart.
+    figure.update_layout(height=500, margin={"l": 60, "r": 60, "t": 110, "b": 30})
     return figure
 
 
@@ -564,6 +566,12 @@ def selected_cell(selection: Mapping[str, Any] | None,
     return None
 
 
+def short_title(name: str, limit: int = 22) -> str:
+    """``name`` cut to ``limit`` characters (with an ellipsis), for a figure title in a narrow column."""
+    name = str(name)
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
 def confusion_difference_figure(matrix_a: Sequence[Sequence[int]], matrix_b: Sequence[Sequence[int]],
                                 names: tuple[str, str], classes: Sequence[str] = CLASSES,
                                 title: str = "") -> go.Figure:
@@ -579,8 +587,9 @@ def confusion_difference_figure(matrix_a: Sequence[Sequence[int]], matrix_b: Seq
         hovertemplate=f"true %{{y}}<br>predicted %{{x}}<br>{names[0]} minus {names[1]}: "
                       "%{z:+.1f} points of the row<extra></extra>",
     ))
-    figure.update_layout(title=title or f"Difference: {names[0]} minus {names[1]} (percentage points)",
-                         height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    figure.update_layout(title=title or f"Difference in percentage points<br><sup>{short_title(names[0])} "
+                                        f"minus {short_title(names[1])}</sup>",
+                         height=520, margin={"l": 10, "r": 10, "t": 60, "b": 10})
     figure.update_xaxes(title="predicted", side="bottom", tickangle=0)
     figure.update_yaxes(title="true", autorange="reversed")
     return figure
@@ -609,8 +618,10 @@ def f1_delta_figure(frame: pd.DataFrame, title: str = "") -> go.Figure:
         text=[f"{value:+.1f}" for value in delta], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:+.1f} F1 points<extra></extra>",
     ))
-    figure.update_layout(title=title or f"F1 per class: {column} (points)", height=320, showlegend=False,
-                         margin={"l": 10, "r": 40, "t": 40, "b": 10})
+    first, _, second = str(column).partition(" minus ")
+    figure.update_layout(title=title or f"F1 change per class (points)<br><sup>{short_title(first)} minus "
+                                        f"{short_title(second)}</sup>",
+                         height=320, showlegend=False, margin={"l": 10, "r": 40, "t": 60, "b": 10})
     finite = delta[np.isfinite(delta)].to_numpy()
     low, high = min([0.0, *finite]), max([0.0, *finite])
     room = 0.25 * (high - low) + 1  # for the labels outside the bars, on either side

@@ -57,9 +57,11 @@ def test_clicking_a_cell_filters_the_gallery_and_a_second_model_compares(tmp_pat
         box.scroll_into_view_if_needed()
         box.locator("input").click()
         page.get_by_role("option", name="other (finished)").click()
-        page.get_by_text("Difference: evaluated minus other").wait_for(timeout=60_000)
+        page.get_by_text("Difference in percentage points").first.wait_for(timeout=60_000)
         time.sleep(0.5)
-        assert page.get_by_text("F1 per class: evaluated minus other").count() == 1
+        assert page.get_by_text("F1 change per class (points)").count() == 1
+        # Each title names the two models on its second line.
+        assert page.get_by_text("evaluated minus other").count() == 2
     finally:
         browser.close()
         playwright.stop()

@@ -214,6 +214,6 @@ def test_predict_page_shows_the_nan_refusal_as_an_error(models, tmp_path, monkey
     chosen = Path(app.selectbox(key="predict.model").value)
     assert chosen.resolve() == RunFolder(run).model_file.resolve()
     errors = texts(app.error)
-    assert len(errors) == 1 and errors[0].startswith("Could not load the model: ")
+    assert len(errors) == 1 and errors[0].startswith("Could not load the model nan-weights")
     assert NAN_MESSAGE in errors[0]
     assert not figures(app)

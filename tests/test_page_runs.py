@@ -260,11 +260,14 @@ def test_everything_that_changes_is_live_and_polling_starts_when_a_run_becomes_a
         release(worker)
 
 
-def test_a_resumed_run_waiting_in_the_queue_says_so_and_counts_all_its_training_time(root):
+def test_a_resumed_run_waiting_in_the_queue_says_so_and_counts_all_its_training_time(root, monkeypatch):
     """After Stop then Resume: progress.json still holds the last worker's 'stopped', the status
     says queued. The progress line says queued, and the duration is the time of both workers."""
     import time
 
+    # The run stays in the queue: no dispatcher may start a worker on this fake run while the page
+    # is read (the sidebar starts one for waiting runs).
+    monkeypatch.setattr("fer.queue.ensure_dispatcher", lambda root: None)
     run_dir = fake_run(root, "resumed", state="stopped", evaluation=False, epochs_done=2, epochs=4)
     now = time.time()
     RunFolder(run_dir).write_status(state="queued", pid=None, queued=now, started=now - 300,

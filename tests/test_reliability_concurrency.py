@@ -16,7 +16,7 @@ from helpers import wait_until, worker_env
 
 from fer import PROJECT_ROOT
 from fer.config import TrainConfig
-from fer.run_folder import RunFolder
+from fer.run_folder import HISTORY_COLUMNS, RunFolder
 from fer.runs import create_run, experiments_dir
 from fer.workers import effective_state, is_alive
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 # What a worker may leave in its run folder; anything else would be a file shared or misplaced.
 RUN_FILES = {"config.json", "status.json", "history.csv", "progress.json", "model.keras", "backup", "eval",
              "train.log", ".lock", ".status.lock", ".launch.lock", "stop-requested", "checkpoint-config.json"}
-HISTORY_HEADER = "epoch,accuracy,learning_rate,loss,seconds,val_accuracy,val_loss"
+HISTORY_HEADER = ",".join(HISTORY_COLUMNS)
 
 
 @pytest.fixture
