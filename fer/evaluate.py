@@ -35,6 +35,7 @@ import numpy as np
 from fer import CLASSES, PROJECT_ROOT
 from fer.data import Split
 from fer.run_folder import METRICS, MISCLASSIFIED, PREDICTIONS, RunFolder, file_lock, lock_held
+from fer.workers import pid_running
 
 SPLIT_ALIASES = {"private": "test", "privatetest": "test", "test": "test",
                  "public": "val", "publictest": "val", "val": "val", "validation": "val",
@@ -267,27 +268,6 @@ def job_command(run_dir: Path, tta: str, batch: int = JOB_BATCH) -> list[str]:
             "--batch-size", str(batch)]
 
 
-def _pid_running(pid: int | None) -> bool:
-    """The process exists and is not a zombie (without /proc: it exists)."""
-    if not pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def job_state(run_dir: Path, tta: str = "none", job: dict[str, Any] | None = None) -> str:
     """The state of the model's evaluation job for ``tta``: "" when there has been none; a job
     recorded as queued or running whose process is gone reads "stopped" when a stop was asked
@@ -300,7 +280,7 @@ def job_state(run_dir: Path, tta: str = "none", job: dict[str, Any] | None = Non
     if state not in JOB_ACTIVE_STATES or lock_held(folder.eval_job_lock(mode)):
         return state
     pid = job.get("pid")
-    if state == "queued" and (pid is None or _pid_running(pid)) and \
+    if state == "queued" and (pid is None or pid_running(pid)) and \
             time.time() - (job.get("queued") or 0) < JOB_START_GRACE_S:
         return "queued"  # being started, or Python is still loading before the job takes its lock
     return "stopped" if folder.eval_stop_requested(mode) else "interrupted"

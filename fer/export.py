@@ -36,6 +36,7 @@ import numpy as np
 
 from fer import IMAGE_SIZE, PROJECT_ROOT
 from fer.run_folder import ExportFolder, RunError, file_lock, lock_held
+from fer.workers import pid_running
 
 ACTIVE = ("queued", "running")
 # How long a started export process may take to take its lock before it reads as failed.
@@ -111,18 +112,6 @@ def model_stamp(model_file: Path) -> str:
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 
-def _pid_running(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def job_state(folder: ExportFolder, job: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """(the state to show, job.json): an active job whose process is gone reads "failed"."""
     job = folder.read_job() if job is None else job
@@ -132,7 +121,7 @@ def job_state(folder: ExportFolder, job: dict[str, Any] | None = None) -> tuple[
     # Queued: the process is starting (its pid is written just after it is spawned).
     pid = job.get("pid")
     starting = time.time() - (job.get("queued") or 0) < START_GRACE_S
-    if state == "queued" and starting and (pid is None or _pid_running(pid)):
+    if state == "queued" and starting and (pid is None or pid_running(pid)):
         return state, job
     return "failed", {**job, "error": job.get("error") or "the export process ended unexpectedly; "
                       "its log says why"}

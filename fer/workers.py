@@ -124,12 +124,22 @@ def _command_line(pid: int) -> str:
         return ""
 
 
-def _pid_running(pid: int | None) -> bool:
-    """The process exists and is not a zombie."""
+def pid_running(pid: int | None) -> bool:
+    """The process exists and is not a zombie (where there is no /proc, as on macOS: it exists)."""
     if not pid:
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
@@ -148,7 +158,7 @@ def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
         if pid is None:
             return "queued"  # waiting in the queue (fer.queue) for a free slot
         # Started, before the worker takes its lock; after that, a dead pid means it ended.
-        if _pid_running(pid) and time.time() - queued < QUEUED_GRACE_S:
+        if pid_running(pid) and time.time() - queued < QUEUED_GRACE_S:
             return "queued"
     return "stopped" if folder.stop_requested() is not None else "interrupted"
 
@@ -230,7 +240,7 @@ def stop(run_dir: Path, wait: float = 0.0) -> bool:
                 folder.write_status(state="stopped", ended=time.time(),
                                     note="removed from the queue before it started")
                 return True
-            if not _pid_running(status.get("pid")):
+            if not pid_running(status.get("pid")):
                 return False
             if folder.stop_requested() is None:
                 folder.request_stop(None)  # read by the worker once it holds the lock
