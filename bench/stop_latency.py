@@ -28,7 +28,7 @@ from fer.config import TrainConfig
 from fer.data import resolve_location
 from fer.run_folder import RunFolder
 from fer.runs import create_run
-from fer.workers import effective_state, is_alive, launch, stop
+from fer.workers import effective_state, is_alive, launch, pid_running, stop
 
 TARGET_S = 5.0
 START_TIMEOUT_S = 900.0
@@ -68,7 +68,7 @@ def stop_once(root: Path, data: Path, quick: bool, phase: str = "validating") ->
             recorded = time.monotonic() - start
         time.sleep(0.02)
     seconds = time.monotonic() - start
-    while pid and _process_exists(pid) and time.monotonic() - start < 120:
+    while pid and pid_running(pid) and time.monotonic() - start < 120:
         time.sleep(0.02)
     gone = time.monotonic() - start
     log = [line for line in folder.read_log_tail(40).splitlines() if line.startswith("[fer] stop")]
@@ -77,16 +77,6 @@ def stop_once(root: Path, data: Path, quick: bool, phase: str = "validating") ->
             "stop_to_exit_s": round(seconds, 2), "stop_to_process_gone_s": round(gone, 2),
             "state": effective_state(run), "epochs_kept": folder.completed_epochs(),
             "load_average_1min": round(load, 2), "worker_log": log}
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
