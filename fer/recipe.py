@@ -5,6 +5,9 @@ all compile a run's model here.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +111,43 @@ class FilesLock:
             self._lock.release()
 
 
+# Room kept free on the run's disk beyond an epoch's files (the history row, status, progress, log).
+SAVE_MARGIN_BYTES = 1 << 20
+
+
+def epoch_save_bytes(folder: RunFolder, model: Any) -> int:
+    """About how many bytes saving an epoch may need on the run's disk: the resume point is copied
+    before it is rewritten (Keras BackupAndRestore's double checkpoint) and the best network may
+    be rewritten too. Sizes of the files there, or estimated from the variables (float32)."""
+    import numpy as np
+
+    from fer.augment import network_of
+
+    def size(path, variables) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 4 * sum(int(np.prod(v.shape)) for v in variables)
+
+    optimizer = getattr(model, "optimizer", None)
+    backup = size(folder.backup_dir / "latest.weights.h5",
+                  [*model.variables, *(optimizer.variables if optimizer is not None else [])])
+    best = size(folder.model_file, network_of(model).variables)
+    return 2 * backup + best + SAVE_MARGIN_BYTES
+
+
+def check_free_space(folder: RunFolder, model: Any, epoch: int) -> None:
+    """Raise ENOSPC (an OSError) with the sizes when the run's disk cannot hold the epoch's save:
+    a full disk then fails the run with a clear message, instead of a checkpoint written halfway
+    (HDF5 may even crash the process on a failed write)."""
+    needed = epoch_save_bytes(folder, model)
+    free = shutil.disk_usage(folder.path).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (saving epoch {epoch + 1} needs "
+                                    f"about {needed / 1e6:.1f} MB, {free / 1e6:.1f} MB are free)",
+                      str(folder.path))
+
+
 def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], None], steps: int,
               best_so_far: float | None, files_lock: FilesLock | None = None) -> list:
     """Keras callbacks of a run: live progress, history.csv, the best network, status, the
@@ -171,6 +211,8 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             files.begin_save()  # see files_lock above
+            # Refused before anything is written: the last completed epoch stays the resume point.
+            check_free_space(folder, self.model, epoch)
             # Runs before CSVLogger, so these columns land in history.csv.
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))

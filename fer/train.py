@@ -14,6 +14,11 @@ with the optimizer state (Keras BackupAndRestore). A call into the backend canno
 when one keeps the worker from stopping for ``STOP_GRACE_S``, a watchdog thread records the run as
 stopped and ends the process (never while an epoch is being saved). status.json's ``training_s`` adds up the
 training time of every worker of the run.
+
+A worker that crashes inside native code (a segmentation fault in a backend or in HDF5 when the
+disk fills while a checkpoint is written) cannot write its own status: the worker process forks
+before it imports a backend, and the parent, which only waits, records such a crash as a failed
+run with the signal, the phase it happened in and, when the run's disk is full, that reason.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -240,8 +247,7 @@ def run_worker(run_dir: Path, watchdog: bool = False) -> int:
     ``watchdog`` (a worker process of its own: it may end the process, see ``_StopWatchdog``)."""
     run_dir = Path(os.path.abspath(run_dir))  # not resolved: a run folder may be a link
     folder = RunFolder(run_dir)
-    if not folder.is_run():
-        print(f"error: {run_dir} is not a run folder (no {folder.config_file.name})", file=sys.stderr)
+    if not _is_run(folder):
         return 2
     stop = _StopFlag(folder)
     signal.signal(signal.SIGTERM, stop)
@@ -307,14 +313,112 @@ def run_worker(run_dir: Path, watchdog: bool = False) -> int:
         status = {"state": "failed", "error": "out of memory: try a smaller batch size or model"}
     except OSError as exc:
         status = {"state": "failed", "error": f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")}
-        traceback.print_exc()
+        with contextlib.suppress(OSError):  # the log may sit on the disk that is full
+            traceback.print_exc()
     except Exception as exc:  # noqa: BLE001 - any failure must end as a 'failed' status
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        traceback.print_exc()
+        with contextlib.suppress(OSError):
+            traceback.print_exc()
     finally:
         if not ended:
             finish(status)
     return {"finished": 0, "stopped": 3}.get(status["state"], 1)
+
+
+# Signals of a native crash: the worker could not record it, its supervising parent does.
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE})
+# Below this much free space on the run's disk, a crash is reported as a full disk.
+DISK_FULL_BYTES = 1 << 20
+
+
+def supervised_worker(run_dir: Path) -> int:
+    """``run_worker`` in a child process, this process only waiting for it (see the module's
+    docstring); SIGTERM and SIGINT are passed on to it. Exit codes as ``run_worker``'s; a crash
+    gives 1. Where there is no fork (Windows) the worker runs here, unsupervised."""
+    if not hasattr(os, "fork"):
+        return run_worker(run_dir, watchdog=True)
+    if not _is_run(RunFolder(Path(os.path.abspath(run_dir)))):
+        return 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            _tie_to_parent(parent)
+            code = run_worker(run_dir, watchdog=True)
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def forward(signum: int, frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    _, wait_status = os.waitpid(child, 0)  # retried after a signal (PEP 475)
+    if not os.WIFSIGNALED(wait_status):
+        return os.waitstatus_to_exitcode(wait_status)
+    signum = os.WTERMSIG(wait_status)
+    if signum in CRASH_SIGNALS:
+        _record_crash(Path(os.path.abspath(run_dir)), child, signum)
+    return 1
+
+
+def _is_run(folder: RunFolder) -> bool:
+    if folder.is_run():
+        return True
+    print(f"error: {folder.path} is not a run folder (no {folder.config_file.name})", file=sys.stderr)
+    return False
+
+
+def _tie_to_parent(parent: int) -> None:
+    """In the worker (the child): lead a process group of its own, so that signalling the group
+    of the pid in status.json reaches it, as for any worker; on Linux, die with the supervising
+    parent (a kill of the parent's group must not leave the worker training on). A crash leaves
+    no core file (gigabytes for a backend's process) in the folder it was started from."""
+    import resource
+
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _record_crash(run_dir: Path, child: int, signum: int) -> None:
+    """The run as failed after its worker ``child`` died of ``signum``, unless it recorded an
+    outcome itself (or another worker owns the run by now)."""
+    folder = RunFolder(run_dir)
+    status = folder.read_status()
+    if status.get("state") not in ("queued", "running") or status.get("pid") not in (child, os.getpid()):
+        return
+    name = signal.Signals(signum).name
+    phase = folder.read_progress().get("phase") or status.get("phase")
+    error = f"the worker crashed ({name}, {signal.strsignal(signum) or 'signal'})"
+    if phase:
+        error += f" while {phase}"
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(run_dir).free < DISK_FULL_BYTES:
+            error += f"; {os.strerror(errno.ENOSPC)} on the disk that holds the run"
+    started = status.get("started")
+    final: dict[str, Any] = {"state": "failed", "error": error}
+    if started is not None:
+        final["training_s"] = (status.get("training_s") or 0.0) + max(0.0, time.time() - started)
+    _write_final_status(folder, final)
+    with contextlib.suppress(OSError):
+        print(f"[fer] error: {error}; the run resumes from its last completed epoch", flush=True)
+    _start_next(run_dir.parent)
 
 
 def _start_next(root: Path) -> None:
@@ -367,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_flags(parser)
     args = parser.parse_args(argv)
     if args.run_dir:
-        return run_worker(Path(args.run_dir), watchdog=True)
+        return supervised_worker(Path(args.run_dir))
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if getattr(args, f.name) is not None}
     try:
@@ -395,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"training in the background (pid {pid}); log: {log}")
         return 0
-    return run_worker(run_dir, watchdog=True)
+    return supervised_worker(run_dir)
 
 
 if __name__ == "__main__":

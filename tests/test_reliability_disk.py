@@ -61,8 +61,6 @@ def config(data: Path, epochs: int) -> TrainConfig:
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
-@pytest.mark.xfail(reason="regression: since the stop watchdog, a worker whose disk fills "
-                          "mid-run is not marked failed within 60 s", strict=False)
 def test_disk_full_mid_run_fails_that_run_with_a_clear_error_and_another_run_finishes(tmp_path, tiny_data):
     with tmpfs(tmp_path / "small-disk", "8m") as disk:
         full = create_run(config(tiny_data, epochs=500), disk / "experiments")

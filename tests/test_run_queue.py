@@ -180,7 +180,8 @@ def test_default_is_one_run_per_gpu_or_one(monkeypatch, tmp_path):
 
 
 def worker_processes(root: Path) -> list[str]:
-    """The command lines of the training workers of runs in ``root``."""
+    """The command lines of the training workers of runs in ``root`` (a worker's supervising
+    parent, with the same command line, counts once with it)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -189,7 +190,7 @@ def worker_processes(root: Path) -> list[str]:
             continue
         if "fer.train" in args and any(arg.startswith(str(root)) for arg in args):
             found.append(" ".join(args))
-    return found
+    return sorted(set(found))
 
 
 @pytest.mark.slow
