@@ -28,7 +28,7 @@ from fer.queue import (
 )
 from fer.run_folder import RunFolder
 from fer.runs import create_run, experiments_dir, load_run
-from fer.workers import effective_state, launch, resume, stop
+from fer.workers import effective_state, is_alive, launch, resume, stop
 
 FINAL = ("finished", "failed", "stopped", "interrupted")
 
@@ -201,15 +201,21 @@ def test_ten_launches_train_one_at_a_time_and_all_stop_within_5_seconds(root, ti
     config = TrainConfig.for_architecture("mini_xception", data=str(tiny_data), epochs=500, batch_size=4,
                                           augment=False, lr_schedule="none", early_stopping_patience=0)
     runs = [create_run(config, root, f"r{i}") for i in range(10)]
-    for run in runs:
-        launch(run)
-    wait_until(lambda: load_run(runs[0]).state == "running" and RunFolder(runs[0]).read_history().size,
-               240, "the first run's first epoch", poll=0.5, log=runs[0] / "train.log")
-    assert [load_run(run).state for run in runs[1:]] == ["queued"] * 9
-    assert len(worker_processes(root)) == 1, worker_processes(root)
-    for run in reversed(runs):  # the queued ones first, so none starts while the first stops
-        started = time.monotonic()
-        assert stop(run, wait=5) is True
-        assert time.monotonic() - started < 5
-        assert effective_state(run) == "stopped"
-    wait_until(lambda: all(effective_state(run) == "stopped" for run in runs), 10, "all stopped")
+    try:
+        for run in runs:
+            launch(run)
+        wait_until(lambda: load_run(runs[0]).state == "running" and RunFolder(runs[0]).read_history().size,
+                   240, "the first run's first epoch", poll=0.5, log=runs[0] / "train.log")
+        assert [load_run(run).state for run in runs[1:]] == ["queued"] * 9
+        assert len(worker_processes(root)) == 1, worker_processes(root)
+        for run in reversed(runs):  # the queued ones first, so none starts while the first stops
+            started = time.monotonic()
+            assert stop(run, wait=5) is True
+            assert time.monotonic() - started < 5
+            assert effective_state(run) == "stopped"
+        wait_until(lambda: all(effective_state(run) == "stopped" for run in runs), 10, "all stopped")
+    finally:  # a failed assertion must not leave a 500-epoch worker behind
+        for run in runs:
+            pid = RunFolder(run).read_status().get("pid")
+            if pid and is_alive(run):
+                os.killpg(pid, signal.SIGKILL)
