@@ -80,21 +80,22 @@ def timed(function, runs: int) -> list[float]:
 
 
 def stages(predictor, data: bytes, runs: int) -> dict[str, dict]:
-    """Where the time goes, stage by stage (the same calls predict_image makes)."""
+    """Where the time goes, stage by stage (the same calls predict_image makes, default detector)."""
     import numpy as np
 
-    from fer import predict
+    from fer import faces as detection
 
-    image = predict.read_image(data)
+    image, _ = detection.read_image_for_detection(data)
+    rgb = np.asarray(image)
     gray = np.asarray(image.convert("L"))
-    boxes = predict.detect_faces(gray)
-    faces = np.stack([predict.crop_face(gray, box) for box in boxes]) if boxes else None
-    result = {"decode": percentiles(timed(lambda: predict.read_image(data), runs)),
+    found, _ = detection.find_faces(rgb)
+    crops = np.stack([detection.face_crop(gray, face) for face in found]) if found else None
+    result = {"decode": percentiles(timed(lambda: detection.read_image_for_detection(data), runs)),
               "grayscale": percentiles(timed(lambda: np.asarray(image.convert("L")), runs)),
-              "detect": percentiles(timed(lambda: predict.detect_faces(gray), runs))}
-    if faces is not None:
-        result["crop"] = percentiles(timed(lambda: [predict.crop_face(gray, box) for box in boxes], runs))
-        result["model"] = percentiles(timed(lambda: predictor.predict_faces(faces), runs))
+              "detect": percentiles(timed(lambda: detection.find_faces(rgb), runs))}
+    if crops is not None:
+        result["crop"] = percentiles(timed(lambda: [detection.face_crop(gray, face) for face in found], runs))
+        result["model"] = percentiles(timed(lambda: predictor.predict_faces(crops), runs))
     return result
 
 

@@ -4,8 +4,8 @@ Two face detectors, both working offline:
 
 * ``blazeface`` (the default): Google MediaPipe's short-range BlazeFace network (a 230 KB TFLite
   file in ``fer/assets/face_detection/``, Apache 2.0), run with LiteRT (``ai-edge-litert``) or,
-  without it, OpenCV's DNN module. A few passes over the picture and overlapping tiles of it find
-  faces from close-ups that fill the picture down to about 15% of its long side (10% in group
+  without it, OpenCV's DNN module. A few passes over the picture, at several input sizes, find
+  faces from close-ups that fill the picture down to about 15% of its long side (6% in group
   photos), tilted up to about 45 degrees, with each face's eye positions (crops are turned so the
   eyes are level).
 * ``haar``: OpenCV's frontal-face Haar cascade, shipped inside the opencv-python-headless wheel (the
@@ -50,24 +50,37 @@ COARSE_MIN_FACE = 0.08
 # More neighbours on the small copy: Haar false positives (on the astronaut's suit) come and go
 # with the scale; 5 let some through.
 COARSE_MIN_NEIGHBORS = 6
+# Photo bytes are decoded for prediction at a reduced size when that is cheaper (JPEG), keeping the
+# long side at least this: BlazeFace's largest input is 512 pixels (looking for small faces in a
+# group), and a face of 10% of the long side still spans 51 pixels for its 48x48 crop.
+DETECTION_MIN_SIDE = 512
 # Grow each detected box by this fraction per side: FER2013 faces include brow and chin.
 FACE_MARGIN = 0.1
-# BlazeFace (MediaPipe's short-range network, 128x128 input) runs several passes, each on the whole
-# picture or on overlapping tiles of it, shrunk into the network's square: (pad, grid) means a
-# grid x grid set of tiles (1: the whole picture), each put in the middle of a square pad times its
-# long side. The padded pass finds faces that fill the picture (close-ups), the others smaller ones.
-# Recall and false boxes on PublicTest faces pasted into scenes, by bench/detectors.py.
-BLAZE_PASSES = ((1.5, 1), (1.0, 1), (1.0, 3))
-# When the passes above find no face or several (a group), a finer grid looks for smaller faces
-# (down to about 10% of the picture's long side) in pictures at least this many pixels long.
-BLAZE_FINE_GRID = 4
+# BlazeFace (MediaPipe's short-range network, trained on 128x128 inputs) runs a few passes, each
+# with the picture shrunk into the middle of a square input: (pad, side) means a side x side input
+# (the network is fully convolutional, so it runs at any side: 256 costs what 4 runs at 128 do)
+# holding the picture's long side shrunk to side / pad. The padded 128 pass finds faces that fill
+# the picture (close-ups), the 256 one faces down to about 15% of the long side. Recall and false
+# boxes on PublicTest faces pasted into scenes, by bench/detectors.py.
+BLAZE_PASSES = ((1.5, 128), (1.0, 128), (1.0, 256))
+# When the passes above find no face or several (a group), a larger input looks for smaller faces
+# (down to about 6% of the picture's long side) in pictures at least this many pixels long: on
+# PublicTest scenes with four faces of 288-64 pixels it found 40% of them at 320, 50% at 448, 53%
+# at 512 and 55.5% at 576 (a 512 input costs about 16 runs at 128).
+BLAZE_FINE_SIDE = 512
 BLAZE_FINE_MIN_SIDE = 512
 # A face is kept when its score is at least this (MediaPipe uses 0.5, which let 72 false boxes
 # through on 341 PublicTest pictures of bench/detectors.py; 0.6 still 11, and one on the turned
 # astronaut; 0.65 one, keeping 94% of the found faces), and boxes that overlap more than
 # BLAZE_NMS_IOU are merged (score-weighted mean, as MediaPipe does).
 BLAZE_MIN_SCORE = 0.65
+BLAZE_MIN_LOGIT = math.log(BLAZE_MIN_SCORE / (1 - BLAZE_MIN_SCORE))
 BLAZE_NMS_IOU = 0.3
+# Of the passes that found a face, the one where it was closest to this many input pixels across
+# gives its box and eyes: on the astronaut turned 30-45 degrees the passes with her face at 25
+# pixels tilted the eyes 10 degrees; on PublicTest faces pasted into scenes the crops are
+# classified as well as with the best-scoring pass's (bench/detectors.py, 200 faces per group).
+BLAZE_BEST_FACE_PIXELS = 48
 # Where a BlazeFace box sits on a FER2013 crop (PublicTest faces pasted into scenes, medians, by
 # `python -m bench.detectors --calibrate`): the crop's side is 1.2 box sides (BLAZE_CROP_SIDE
 # times the Haar margin) and its centre 0.1 box side above the box's centre (BLAZE_CROP_SHIFT is
@@ -100,6 +113,19 @@ class Face:
 
 def read_image(data: bytes) -> Image.Image:
     """Decode upload bytes into an RGB image, upright according to its EXIF orientation."""
+    return _decode(data)[0]
+
+
+def read_image_for_detection(data: bytes, detector: str = DEFAULT_DETECTOR) -> tuple[Image.Image, float]:
+    """``read_image`` for finding and cropping faces, and how many of the picture's pixels one of
+    the returned image's pixels spans (about 1, 2, 4 or 8). A JPEG is decoded at the smallest of
+    its built-in reductions (1/2, 1/4, 1/8: the decoder skips most of its work) that keeps the long
+    side at least what ``detector`` looks at (``DETECTION_MIN_SIDE`` for BlazeFace; Haar's
+    ``DETECTION_SIZE``, so that it sees what it sees on the whole picture)."""
+    return _decode(data, DETECTION_MIN_SIDE if detector == BLAZEFACE else DETECTION_SIZE)
+
+
+def _decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, float]:
     if not data:
         raise ImageError("the file is empty")
     try:
@@ -114,6 +140,9 @@ def read_image(data: bytes) -> Image.Image:
                 f"the limit is {MAX_PIXELS / 1e6:.0f})"
             )
         image.seek(0)  # first frame of an animation
+        if min_side and image.format == "JPEG" and max(width, height) > min_side:
+            scale = min_side / max(width, height)
+            image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
     except ImageError:
         raise
@@ -124,8 +153,9 @@ def read_image(data: bytes) -> Image.Image:
         raise ImageError("the file is not an image format we can read (JPEG, PNG, WebP, BMP, GIF)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"the image is damaged or truncated ({exc})") from None
+    factor = max(width, height) / max(image.size)
     image = ImageOps.exif_transpose(image)
-    return to_rgb(image)
+    return to_rgb(image), factor
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -249,11 +279,11 @@ class _BlazeModel:
     size: int
     anchors_per_stride: tuple[tuple[int, int], ...]
 
-    def anchors(self) -> np.ndarray:
-        """(n, 2) anchor centres in [0, 1], in the network's output order."""
+    def anchors(self, side: int) -> np.ndarray:
+        """(n, 2) anchor centres in [0, 1] for a side x side input, in the network's output order."""
         rows = []
         for stride, per_cell in self.anchors_per_stride:
-            cells = math.ceil(self.size / stride)
+            cells = math.ceil(side / stride)
             ys, xs = np.mgrid[0:cells, 0:cells]
             centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
             rows.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
@@ -264,12 +294,12 @@ SHORT_RANGE = _BlazeModel("face_detection_short_range.tflite", 128, ((8, 2), (16
 
 
 class _Network:
-    """A BlazeFace network on LiteRT (fast, XNNPACK) or, without ``ai-edge-litert``, on OpenCV's
-    DNN module (the same outputs, slower)."""
+    """A BlazeFace network with a side x side input, on LiteRT (fast, XNNPACK) or, without
+    ``ai-edge-litert``, on OpenCV's DNN module (the same outputs, slower)."""
 
-    def __init__(self, model: _BlazeModel, folder: Path):
-        self.model = model
-        self.anchors = model.anchors()
+    def __init__(self, model: _BlazeModel, folder: Path, side: int):
+        self.model, self.side = model, side
+        self.anchors = model.anchors(side)
         path = folder / model.file
         if not path.is_file():
             raise DetectorError(f"the BlazeFace model {path} is missing")
@@ -279,9 +309,12 @@ class _Network:
             Interpreter = None  # noqa: N806 - the class, when the package is there
         try:
             if Interpreter is not None:
+                # One thread: two made a 1 MP photo's detection 60% slower on 2 cores (small layers).
                 self.interpreter = Interpreter(model_path=str(path), num_threads=1)
-                self.interpreter.allocate_tensors()
                 self.input = self.interpreter.get_input_details()[0]["index"]
+                if side != model.size:
+                    self.interpreter.resize_tensor_input(self.input, [1, side, side, 3])
+                self.interpreter.allocate_tensors()
                 self.outputs = [out["index"] for out in self.interpreter.get_output_details()]
                 self.runtime = "litert"
             else:
@@ -290,7 +323,7 @@ class _Network:
                 self.net = cv2.dnn.readNetFromTFLite(str(path))
                 self.names = self.net.getUnconnectedOutLayersNames()
                 self.runtime = "opencv"
-            regressors, scores = self.run(np.zeros((model.size, model.size, 3), np.uint8))
+            regressors, scores = self.run(np.zeros((side, side, 3), np.uint8))
         except DetectorError:
             raise
         except Exception as exc:  # noqa: BLE001 - both runtimes raise many types for a bad file
@@ -300,7 +333,7 @@ class _Network:
                                 f"{regressors.shape} and {scores.shape}")
 
     def run(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(regressors (n, 16), raw scores (n,)) for a size x size x 3 uint8 RGB picture."""
+        """(regressors (n, 16), raw scores (n,)) for a side x side x 3 uint8 RGB picture."""
         pixels = square.astype(np.float32) * (1 / 127.5) - 1
         if self.runtime == "litert":
             self.interpreter.set_tensor(self.input, pixels[None])
@@ -315,28 +348,30 @@ class _Network:
 
     def candidates(self, rgb: np.ndarray, pad: float) -> list[tuple]:
         """(score, box x0 y0 x1 y1, 6 key points) in ``rgb``'s pixels, for every anchor above
-        ``BLAZE_MIN_SCORE``; the picture is shrunk into the middle of a square ``pad`` times its
-        long side."""
-
+        ``BLAZE_MIN_SCORE``; the picture is shrunk into the middle of the square input, its long
+        side ``1 / pad`` of the input's."""
         height, width = rgb.shape[:2]
-        size = self.model.size
+        size = self.side
         scale = size / (pad * max(height, width))
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         left, top = (size - new_w) // 2, (size - new_h) // 2
         square = np.zeros((size, size, 3), np.uint8)
         square[top:top + new_h, left:left + new_w] = shrink(rgb, new_w, new_h)
         regressors, raw = self.run(square)
-        scores = 1 / (1 + np.exp(-np.clip(raw.astype(np.float64), -80, 80)))
         found = []
-        for index in np.flatnonzero(scores >= BLAZE_MIN_SCORE):
+        keep = np.flatnonzero(raw >= BLAZE_MIN_LOGIT)
+        if not len(keep):
+            return found
+        scores = 1 / (1 + np.exp(-np.clip(raw[keep].astype(np.float64), -80, 80)))
+        offset = np.array([left, top], dtype=np.float64)
+        for index, score in zip(keep, scores, strict=True):
             values = regressors[index] / size
             anchor = self.anchors[index]
             cx, cy = values[0] + anchor[0], values[1] + anchor[1]
             box = np.array([cx - values[2] / 2, cy - values[3] / 2, cx + values[2] / 2, cy + values[3] / 2])
             points = values[4:16].reshape(6, 2) + anchor
-            offset = np.array([left, top], dtype=np.float64)
-            found.append((float(scores[index]), (box * size - np.tile(offset, 2)) / scale,
-                          (points * size - offset) / scale))
+            found.append((float(score), (box * size - np.tile(offset, 2)) / scale,
+                          (points * size - offset) / scale, float(values[2] * size)))
         return found
 
 
@@ -351,23 +386,32 @@ def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
         image = cv2.resize(image[:rows * factor, :cols * factor], (cols, rows), interpolation=cv2.INTER_AREA)
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    # Less than 2x left: bilinear reads every source pixel and is several times faster than
+    # OpenCV's area resize for fractional factors.
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 class BlazeFace:
     """MediaPipe's short-range BlazeFace over the passes of ``BLAZE_PASSES`` (and, for groups and
-    pictures without a face, ``BLAZE_FINE_GRID``), candidates merged by weighted non-maximum
-    suppression."""
+    pictures without a face, a ``BLAZE_FINE_SIDE`` pass), candidates merged by weighted
+    non-maximum suppression."""
 
     def __init__(self, folder: Path | None = None):
-        self.network = _Network(SHORT_RANGE, FACE_MODELS_DIR if folder is None else folder)
+        folder = FACE_MODELS_DIR if folder is None else folder
+        sides = sorted({side for _, side in BLAZE_PASSES} | {BLAZE_FINE_SIDE})
+        self.networks = {side: _Network(SHORT_RANGE, folder, side) for side in sides}
+
+    @property
+    def runtime(self) -> str:
+        """``litert`` or ``opencv``."""
+        return next(iter(self.networks.values())).runtime
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         height, width = rgb.shape[:2]
-        candidates = [c for pad, grid in BLAZE_PASSES for c in self._pass(rgb, pad, grid)]
+        candidates = self._passes(rgb, BLAZE_PASSES)
         merged = _weighted_nms(candidates)
         if len(merged) != 1 and max(height, width) >= BLAZE_FINE_MIN_SIDE:
-            merged = _weighted_nms(candidates + self._pass(rgb, 1.0, BLAZE_FINE_GRID))
+            merged = _weighted_nms(candidates + self._passes(rgb, ((1.0, BLAZE_FINE_SIDE),)))
         faces = []
         for score, box, points in merged:
             x0, y0 = max(0.0, box[0]), max(0.0, box[1])
@@ -379,50 +423,19 @@ class BlazeFace:
             faces.append(Face(raw, eyes, score))
         return faces
 
-    def _pass(self, rgb: np.ndarray, pad: float, grid: int) -> list[tuple]:
-        """Candidates (score, box, key points, pass) of one pass, in ``rgb``'s pixels. The tiles
-        are cut from one copy shrunk to about the network's input per tile (one resize of the
-        picture, not one per tile)."""
+    def _passes(self, rgb: np.ndarray, passes: tuple[tuple[float, int], ...]) -> list[tuple]:
+        """Candidates (score, box, key points, (pad, side)) of ``passes``, in ``rgb``'s pixels.
+        The picture is shrunk once, to the largest input of the passes; each pass shrinks that
+        copy further."""
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.network.model.size * (grid + 1) / (2 * pad * max(height, width)))
-        if scale < 1.0:
-            rgb = shrink(rgb, max(1, round(width * scale)), max(1, round(height * scale)))
+        factor = min(1.0, max(side for _, side in passes) / max(height, width))
         small = rgb
-        if grid > 1 and min(small.shape[:2]) < 4 * (grid + 1):
-            return []  # tiles of a few pixels (a 4000x3 picture): no face fits in them
-        scale_x, scale_y = small.shape[1] / width, small.shape[0] / height
-        found = []
-        for x0, y0, x1, y1 in _tiles(small.shape[1], small.shape[0], grid):
-            for score, box, points in self.network.candidates(small[y0:y1, x0:x1], pad):
-                box = box + [x0, y0, x0, y0]
-                if grid > 1 and _at_inner_edge(box, (x0, y0, x1, y1), small.shape[1], small.shape[0]):
-                    continue  # part of a face cut by the tile; a neighbouring tile has it whole
-                points = points + [x0, y0]
-                found.append((score, box / [scale_x, scale_y, scale_x, scale_y], points / [scale_x, scale_y],
-                              (pad, grid)))
-        return found
-
-
-def _tiles(width: int, height: int, grid: int) -> list[tuple[int, int, int, int]]:
-    """``grid`` x ``grid`` tiles (x0, y0, x1, y1) that overlap by half: each is 2/(grid+1) of the
-    picture's width and height, so a face up to a third of a tile's side lies whole in one."""
-    if grid <= 1:
-        return [(0, 0, width, height)]
-    tiles = []
-    for row in range(grid):
-        for col in range(grid):
-            tiles.append((col * width // (grid + 1), row * height // (grid + 1),
-                          (col + 2) * width // (grid + 1), (row + 2) * height // (grid + 1)))
-    return tiles
-
-
-def _at_inner_edge(box: np.ndarray, tile: tuple[int, int, int, int], width: int, height: int) -> bool:
-    """Whether ``box`` reaches within a tenth of its side of an edge of ``tile`` that is inside the
-    picture."""
-    margin = 0.1 * max(box[2] - box[0], box[3] - box[1])
-    x0, y0, x1, y1 = tile
-    return ((x0 > 0 and box[0] < x0 + margin) or (y0 > 0 and box[1] < y0 + margin)
-            or (x1 < width and box[2] > x1 - margin) or (y1 < height and box[3] > y1 - margin))
+        if factor < 1.0:
+            small = shrink(rgb, max(1, round(width * factor)), max(1, round(height * factor)))
+        scale = np.array([small.shape[1] / width, small.shape[0] / height])
+        return [(score, box / np.tile(scale, 2), points / scale, (pad, side), pixels)
+                for pad, side in passes
+                for score, box, points, pixels in self.networks[side].candidates(small, pad)]
 
 
 def blaze_detector() -> BlazeFace:
@@ -450,16 +463,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _weighted_nms(candidates: list) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    """MediaPipe's weighted non-maximum suppression: each group of boxes overlapping the best
-    remaining one by more than BLAZE_NMS_IOU becomes the score-weighted mean of the group's boxes
-    from the best one's pass (the other passes' boxes for that face are dropped: a pass where the
-    face is far from the network's best size places the eyes less well)."""
+    """MediaPipe's weighted non-maximum suppression, one pass per face: each group of boxes
+    overlapping the best remaining one by more than BLAZE_NMS_IOU becomes the score-weighted mean
+    of the group's boxes from one pass, the pass that saw the face closest to
+    ``BLAZE_BEST_FACE_PIXELS`` across (a pass where the face is far from the network's best size
+    places the eyes less well; mixing passes blurs them)."""
     remaining = sorted(candidates, key=lambda c: -c[0])
     merged = []
     while remaining:
         best = remaining[0]
-        group = [c for c in remaining if _iou(best[1], c[1]) > BLAZE_NMS_IOU and c[3] == best[3]]
+        group = [c for c in remaining if _iou(best[1], c[1]) > BLAZE_NMS_IOU]
         remaining = [c for c in remaining if _iou(best[1], c[1]) <= BLAZE_NMS_IOU]
+        chosen = min(group, key=lambda c: abs(math.log(max(c[4], 1e-3) / BLAZE_BEST_FACE_PIXELS)))[3]
+        group = [c for c in group if c[3] == chosen]
         weights = np.array([c[0] for c in group])
         box = np.sum([c[1] * w for c, w in zip(group, weights, strict=True)], axis=0) / weights.sum()
         points = np.sum([c[2] * w for c, w in zip(group, weights, strict=True)], axis=0) / weights.sum()

@@ -25,7 +25,7 @@ from fer.faces import (  # noqa: F401 - bench.predict_latency times crop_face, d
     detect_faces,
     face_crop,
     find_faces,
-    read_image,
+    read_image_for_detection,
     to_rgb,
     whole_image_face,
 )
@@ -185,8 +185,9 @@ class Predictor:
         """One result per detected face (largest first); [] when no face is found, unless
         ``whole_image_if_no_face`` asks to classify the whole picture instead. ``detector`` names
         the face detector (``fer.faces.DETECTORS``; Haar is used when BlazeFace cannot load)."""
+        factor = 1.0  # picture pixels per pixel of ``image`` (boxes are in the picture's pixels)
         if isinstance(image, (bytes, bytearray)):
-            image = read_image(bytes(image))
+            image, factor = read_image_for_detection(bytes(image), detector)
         else:
             image = to_rgb(ImageOps.exif_transpose(image))
         gray = np.asarray(image.convert("L"))
@@ -202,6 +203,8 @@ class Predictor:
         else:
             return []
         probabilities = self.predict_faces(faces, tta=tta)
+        if factor != 1.0:
+            boxes = [tuple(int(round(v * factor)) for v in box) for box in boxes]
         return [FaceResult(box, probs, face, whole, used)
                 for box, probs, face in zip(boxes, probabilities, faces, strict=True)]
 

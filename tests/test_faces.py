@@ -155,11 +155,11 @@ def test_without_litert_opencv_runs_the_same_network(fresh_detectors, monkeypatc
     pytest.importorskip("ai_edge_litert", reason="compares LiteRT with OpenCV")
     photo = turned(astronaut(), 30)
     with_litert = find_faces(photo)[0]
-    assert faces.blaze_detector().network.runtime == "litert"
+    assert faces.blaze_detector().runtime == "litert"
     faces._BLAZE.__dict__.clear()
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
     with_opencv, used = find_faces(photo)
-    assert used == BLAZEFACE and faces.blaze_detector().network.runtime == "opencv"
+    assert used == BLAZEFACE and faces.blaze_detector().runtime == "opencv"
     assert len(with_opencv) == len(with_litert) == 1
     assert np.allclose(with_opencv[0].box, with_litert[0].box, atol=2)
 

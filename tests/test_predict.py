@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer import CLASSES
+from fer import CLASSES, DEFAULT_MODEL_DIR
 
 keras = pytest.importorskip("keras")
 
 from fer.config import TrainConfig  # noqa: E402
-from fer.faces import ImageError, read_image  # noqa: E402
+from fer.faces import HAAR, ImageError, read_image, read_image_for_detection  # noqa: E402
 from fer.models import build_model  # noqa: E402
 from fer.predict import DIRECT_CALL_MAX_FACES, FaceResult, ModelError, Predictor  # noqa: E402
 from fer.ui import draw_boxes  # noqa: E402
@@ -137,6 +137,34 @@ def test_exif_rotated_photo_is_turned_upright_before_detection(predictor):
     shown = np.asarray(read_image(data), dtype=np.float32)
     assert np.abs(shown - np.asarray(upright, dtype=np.float32)).mean() < 8  # upright again
     assert len(predictor.predict_image(data)) == 1
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_large_jpeg_is_decoded_reduced_and_boxes_stay_in_the_photos_pixels(predictor, orientation):
+    """BlazeFace needs at most 512 pixels: a 1024-pixel JPEG is decoded at half size (its decoder
+    does that for free), and the results match those on the full picture."""
+    stored = Image.open(io.BytesIO(astronaut_png())).convert("RGB").resize((1024, 1024), Image.LANCZOS)
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # 6: the viewer turns the stored pixels 90 degrees clockwise
+    data = encode(stored, "JPEG", quality=90, exif=exif.tobytes())
+    image, factor = read_image_for_detection(data)
+    assert image.size == (512, 512) and factor == 2.0
+    assert read_image_for_detection(data, HAAR)[1] == 1.0  # Haar looks at 1024 pixels
+    assert read_image_for_detection(encode(stored, "PNG"))[1] == 1.0  # only JPEG reduces for free
+
+    fast = predictor.predict_image(data)
+    full = predictor.predict_image(read_image(data))
+    assert len(fast) == len(full) == 1
+    assert np.abs(np.subtract(fast[0].box, full[0].box)).max() <= 0.02 * 1024, (fast[0].box, full[0].box)
+    difference = np.abs(fast[0].face.astype(np.float32) - full[0].face.astype(np.float32)).mean()
+    assert difference < 10, difference  # the same 48x48 crop, give or take a few pixels of box
+    shipped = Predictor.load(DEFAULT_MODEL_DIR)
+    fast, full = shipped.predict_image(data), shipped.predict_image(read_image(data))
+    assert fast[0].label == full[0].label == "happy"
+    assert np.abs(fast[0].probabilities - full[0].probabilities).max() < 0.1
+    whole = predictor.predict_image(encode(Image.new("RGB", (1600, 900), "gray"), "JPEG"),
+                                    whole_image_if_no_face=True)
+    assert whole[0].whole_image and whole[0].box == (0, 0, 1600, 900)
 
 
 def test_no_face_gives_no_result_unless_whole_image_is_asked(predictor):
