@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ BLAZE_PASSES = ((1.5, 128), (1.0, 128), (1.0, 256))
 # at 512 and 55.5% at 576 (a 512 input costs about 16 runs at 128).
 BLAZE_FINE_SIDE = 512
 BLAZE_FINE_MIN_SIDE = 512
+# LiteRT threads per network run. On 2 idle cores two threads nearly halve a run (256 input: 4.6
+# -> 2.4 ms; a 1 MP photo's detection 8.3 -> 5.1 ms); with one or both cores busy elsewhere the
+# two take within 10% of one thread's time either way.
+BLAZE_THREADS = min(2, os.cpu_count() or 1)
 # A face is kept when its score is at least this (MediaPipe uses 0.5, which let 72 false boxes
 # through on 341 PublicTest pictures of bench/detectors.py; 0.6 still 11, and one on the turned
 # astronaut; 0.65 one, keeping 94% of the found faces), and boxes that overlap more than
@@ -309,8 +314,7 @@ class _Network:
             Interpreter = None  # noqa: N806 - the class, when the package is there
         try:
             if Interpreter is not None:
-                # One thread: two made a 1 MP photo's detection 60% slower on 2 cores (small layers).
-                self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+                self.interpreter = Interpreter(model_path=str(path), num_threads=BLAZE_THREADS)
                 self.input = self.interpreter.get_input_details()[0]["index"]
                 if side != model.size:
                     self.interpreter.resize_tensor_input(self.input, [1, side, side, 3])
