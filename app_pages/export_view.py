@@ -13,7 +13,17 @@ import pandas as pd
 import streamlit as st
 
 from fer.access import actions_allowed
-from fer.export import ACTIVE, ALL, FORMATS, ExportError, export_folder, job_state, model_stamp, start_export
+from fer.export import (
+    ACTIVE,
+    ALL,
+    FORMATS,
+    ExportError,
+    export_folder,
+    job_state,
+    model_stamp,
+    start_export,
+    stop_export,
+)
 from fer.files import read_tail
 from fer.run_folder import RunFolder
 from fer.ui import escape_markdown, format_bytes, format_duration, read_run_file, run_file
@@ -39,6 +49,20 @@ def start(model_dir: Path, key: str) -> None:
         start_export(model_dir, formats)
     except (ExportError, OSError) as exc:
         st.session_state[message_key(key)] = ("error", f"Could not start the export: {exc}")
+
+
+def stop(model_dir: Path, key: str) -> None:
+    """The Stop button's callback."""
+    if not actions_allowed():
+        st.session_state[message_key(key)] = ("warning", "Sign in to stop exports.")
+        return
+    try:
+        stopped = stop_export(model_dir, wait=5.0)
+    except OSError as exc:
+        st.session_state[message_key(key)] = ("error", f"Could not stop the export: {exc}")
+        return
+    if not stopped:
+        st.session_state[message_key(key)] = ("info", "The export had already ended.")
 
 
 def progress(job: dict[str, Any]) -> None:
@@ -116,10 +140,16 @@ def body(model_dir: Path, key: str, was_active: bool) -> None:
         st.selectbox("Format", CHOICES, format_func=CHOICE_TITLES.get, key=f"export.format.{key}")
         st.button("Export", key=f"export.start.{key}", icon=":material/ios_share:", type="primary",
                   disabled=locked or active, on_click=start, args=(model_dir, key))
+        if active:
+            st.button("Stop", key=f"export.stop.{key}", icon=":material/stop_circle:", disabled=locked,
+                      on_click=stop, args=(model_dir, key))
     if locked:
         st.caption("Sign in to export models: this dashboard lets only signed-in users act on it.")
     if active:
         progress(job)
+    elif state == "stopped":
+        st.info("The export was stopped. Formats exported before the stop are below; the one in "
+                "progress was dropped.")
     elif state == "failed" and job.get("error"):
         st.error(f"The export failed: {escape_markdown(job['error'])}")
         if st.toggle("Show the export log", key=f"export.log.{key}"):

@@ -11,6 +11,10 @@ TensorFlow. Exports run on the CPU in a process of their own, so the dashboard s
 
 Without ``--out`` the files go to the model's export folder (``<run>/export/``, the one the pages
 show) and job.json there follows the export; with ``--out`` they go to DIR.
+
+``stop_export`` (the pages' Stop button) ends such a job within a second, even inside a
+conversion: the formats already exported and checked stay, the one in progress is dropped (each is
+written to a staging folder and moved in with a rename), and the job reads "stopped".
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +42,7 @@ import numpy as np
 
 from fer import IMAGE_SIZE, PROJECT_ROOT
 from fer.run_folder import ExportFolder, RunError, file_lock, lock_held
-from fer.workers import pid_running
+from fer.workers import lock_file_holder, pid_running
 
 ACTIVE = ("queued", "running")
 # How long a started export process may take to take its lock before it reads as failed.
@@ -147,7 +153,8 @@ def start_export(model_dir: Path, formats: list[str]) -> int:
         if state in ACTIVE:
             raise ExportError("an export of this model is already running; wait for it to finish")
         folder.write_job(state="queued", queued=time.time(), pid=None, formats=formats, error=None,
-                         phase="starting", step=0, steps=None, started=None, ended=None)
+                         phase="starting", step=0, steps=None, started=None, ended=None,
+                         stop_requested=None)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         command = [sys.executable, "-m", "fer.export", "--run", str(model_dir.resolve()),
                    "--format", ",".join(formats)]
@@ -163,6 +170,65 @@ def start_export(model_dir: Path, formats: list[str]) -> int:
     # Reap the child when it exits so no zombie is left behind in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()
     return process.pid
+
+
+def stop_export(model_dir: Path, wait: float = 0.0) -> bool:
+    """Ask the running (or starting) export of ``model_dir`` to stop: ``stop_requested`` in its
+    job.json, then SIGTERM to the process holding its lock. True if an export was asked to stop;
+    with ``wait``, waits that many seconds for it to end."""
+    folder = export_folder(Path(model_dir))
+    if not folder.path.is_dir():
+        return False
+    with file_lock(folder.launch_lock):
+        state, job = job_state(folder)
+        if state not in ACTIVE:
+            return False
+        folder.write_job(stop_requested=time.time())  # read by a process not holding its lock yet
+        holder = lock_file_holder(folder.lock, job.get("pid"), "fer.export")
+        if holder is not None and holder != os.getpid():
+            try:
+                os.killpg(holder, signal.SIGTERM)
+            except ProcessLookupError:  # started in a terminal: not a process group leader
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(holder, signal.SIGTERM)
+            except PermissionError:
+                pass
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and lock_held(folder.lock):
+        time.sleep(0.1)
+    return True
+
+
+class _StopOnSignal(threading.Thread):
+    """Ends the export process when SIGTERM or SIGINT arrives, whatever the main thread is doing
+    (a conversion is one long call that a Python signal handler would wait for): it records the
+    job as stopped and exits, but never while a finished format is moved into place (``moving``)."""
+
+    def __init__(self, folder: ExportFolder) -> None:
+        super().__init__(name="export-stop", daemon=True)
+        self.folder = folder
+        self.moving = threading.Lock()
+        self._wake, self._signalled = socket.socketpair()
+        self._signalled.setblocking(False)
+
+    def start(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)  # the wakeup socket below does the work
+        signal.set_wakeup_fd(self._signalled.fileno(), warn_on_full_buffer=False)
+        super().start()
+
+    def run(self) -> None:
+        while not {signal.SIGTERM, signal.SIGINT} & set(self._wake.recv(64)):
+            pass
+        with self.moving:  # held for good: the process ends here
+            _record_stop(self.folder)
+            print("[fer] export stopped", flush=True)
+            os._exit(3)
+
+
+def _record_stop(folder: ExportFolder) -> None:
+    with contextlib.suppress(OSError):
+        folder.write_job(state="stopped", ended=time.time(), phase=None, error=None)
 
 
 # ---- test faces ------------------------------------------------------------------------------
@@ -339,7 +405,7 @@ def _move_into(staging: Path, out_dir: Path, fmt: ExportFormat) -> None:
 
 
 def export_one(model, fmt: str, out_dir: Path, faces: np.ndarray, reference: np.ndarray,
-               faces_source: str, stamp: str) -> dict[str, Any]:
+               faces_source: str, stamp: str, moving: threading.Lock | None = None) -> dict[str, Any]:
     """Export ``model`` as ``fmt`` into ``out_dir``, check it on ``faces`` against ``reference``
     (the Keras model's probabilities) and return the result; a failure is a result with an error.
     The files are written to a staging folder and moved in only once they load and run."""
@@ -364,7 +430,8 @@ def export_one(model, fmt: str, out_dir: Path, faces: np.ndarray, reference: np.
         if not result["verified"]:
             result["error"] = (f"its probabilities differ from the Keras model's by up to {difference:.2g} "
                                f"(more than {VERIFY_TOLERANCE:g})")
-        _move_into(staging, out_dir, spec)
+        with moving or contextlib.nullcontext():
+            _move_into(staging, out_dir, spec)
         result["bytes"] = (out_dir / spec.download).stat().st_size
     except Exception as exc:  # noqa: BLE001 - converters raise many types; the message is recorded
         traceback.print_exc()
@@ -402,12 +469,15 @@ def _activate_backend(formats: list[str]) -> None:
 
 def export_model(model_dir: Path, formats: list[str], out_dir: Path, faces: int = VERIFY_FACES,
                  progress: Progress | None = None,
-                 on_result: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                 on_result: Callable[[str, dict[str, Any]], None] | None = None,
+                 moving: threading.Lock | None = None) -> dict[str, Any]:
     """Export ``model_dir``'s model.keras to each of ``formats`` in ``out_dir`` and check each.
 
     Returns {"model", "out", "faces", "faces_source", "results": {format: result}}; raises
-    ExportError (or fer.predict.ModelError) when the model cannot be loaded at all.
+    ExportError (or fer.predict.ModelError) when the model cannot be loaded at all. ``moving`` is
+    held while a format's files are moved into ``out_dir`` and its result is reported.
     """
+    moving = moving or threading.Lock()
     progress = progress or (lambda phase, step, steps: None)
     steps = 2 + len(formats)
     _activate_backend(formats)
@@ -426,17 +496,20 @@ def export_model(model_dir: Path, formats: list[str], out_dir: Path, faces: int 
     results: dict[str, Any] = {}
     for number, fmt in enumerate(formats):
         progress(f"exporting and checking {FORMATS[fmt].title}", 2 + number, steps)
-        results[fmt] = export_one(model, fmt, out_dir, batch, reference, faces_source, stamp)
+        results[fmt] = export_one(model, fmt, out_dir, batch, reference, faces_source, stamp, moving)
         if on_result:
-            on_result(fmt, results[fmt])
+            with moving:
+                on_result(fmt, results[fmt])
     progress("done", steps, steps)
     return {"model": str(predictor.path), "out": str(out_dir), "faces": len(batch),
             "faces_source": faces_source, "results": results}
 
 
-def run_job(model_dir: Path, formats: list[str], faces: int = VERIFY_FACES) -> dict[str, Any]:
+def run_job(model_dir: Path, formats: list[str], faces: int = VERIFY_FACES,
+            stoppable: bool = False) -> dict[str, Any]:
     """``export_model`` into the model's export folder, holding its lock and recording progress
-    and results in its job.json (what the pages show)."""
+    and results in its job.json (what the pages show). ``stoppable`` (a process of its own):
+    SIGTERM and SIGINT end the process at once, the job recorded as stopped."""
     import fcntl
 
     folder = export_folder(model_dir)
@@ -448,14 +521,22 @@ def run_job(model_dir: Path, formats: list[str], faces: int = VERIFY_FACES) -> d
         os.close(fd)
         raise ExportError("an export of this model is already running; wait for it to finish") from None
     try:
-        old = folder.read_job().get("results", {})
+        _remove_leftovers(folder.path)
+        job = folder.read_job()
+        if job.get("stop_requested") and job.get("state") in ACTIVE:
+            _record_stop(folder)  # stopped before it began
+            return {"model": str(model_dir), "out": str(folder.path), "stopped": True, "results": {}}
+        stopper = _StopOnSignal(folder)
+        if stoppable:
+            stopper.start()
+        old = job.get("results", {})
         folder.write_job(state="running", pid=os.getpid(), started=time.time(), ended=None, error=None,
                          formats=formats, results={k: v for k, v in old.items() if k not in formats})
         try:
             summary = export_model(
                 model_dir, formats, folder.path, faces,
                 progress=lambda phase, step, steps: folder.write_job(phase=phase, step=step, steps=steps),
-                on_result=folder.write_result)
+                on_result=folder.write_result, moving=stopper.moving)
         except Exception as exc:  # noqa: BLE001 - recorded for the page, then re-raised for the log
             folder.write_job(state="failed", ended=time.time(), error=_error_text(exc), phase=None)
             raise
@@ -465,6 +546,14 @@ def run_job(model_dir: Path, formats: list[str], faces: int = VERIFY_FACES) -> d
         return summary
     finally:
         os.close(fd)
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Staging folders of an export that was stopped or killed while converting."""
+    for path in out_dir.glob(".staging-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in out_dir.glob(".old-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -541,12 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         if out is not None:
             summary = export_model(model_dir, formats, out, args.faces)
         else:
-            summary = run_job(model_dir, formats, args.faces)
+            summary = run_job(model_dir, formats, args.faces, stoppable=True)
     except (ExportError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         _record_refusal(args.run, str(exc))
         return 2
     print(json.dumps(summary, indent=2))
+    if summary.get("stopped"):
+        return 3
     return 1 if any(result.get("error") for result in summary["results"].values()) else 0
 
 

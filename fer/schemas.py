@@ -72,7 +72,7 @@ EVAL_JOB_TIMES = ("queued", "started", "predicting", "updated", "ended")
 
 # A model export (fer.export): job.json in the export folder; "results" has one entry per format
 # exported so far (kept across exports of other formats).
-EXPORT_JOB_STATES = ("queued", "running", "finished", "failed")
+EXPORT_JOB_STATES = ("queued", "running", "finished", "failed", "stopped")
 EXPORT_FORMAT_NAMES = ("keras", "savedmodel", "tflite", "onnx")
 _SECONDS = {"type": ["number", "null"], "minimum": 0}
 _EXPORT_RESULT = {
@@ -90,13 +90,14 @@ EXPORT_JOB_SCHEMA = {
         "state": {"enum": list(EXPORT_JOB_STATES)},
         "pid": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PID},
         "queued": _OPTIONAL_TIME, "started": _OPTIONAL_TIME, "updated": _OPTIONAL_TIME,
-        "ended": _OPTIONAL_TIME, "phase": _TEXT, "error": _TEXT, "step": _COUNT, "steps": _COUNT,
+        "ended": _OPTIONAL_TIME, "stop_requested": _OPTIONAL_TIME, "phase": _TEXT, "error": _TEXT,
+        "step": _COUNT, "steps": _COUNT,
         "formats": {"type": "array", "maxItems": 4, "items": {"enum": list(EXPORT_FORMAT_NAMES)}},
         "results": {"type": "object", "propertyNames": {"enum": list(EXPORT_FORMAT_NAMES)},
                     "additionalProperties": _EXPORT_RESULT},
     },
 }
-EXPORT_JOB_TIMES = ("queued", "started", "updated", "ended")
+EXPORT_JOB_TIMES = ("queued", "started", "updated", "ended", "stop_requested")
 
 SWEEP_SCHEMA = {
     "type": "object",

@@ -19,6 +19,7 @@ from helpers import run_cli, wait_until, worker_env
 
 from fer import CLASSES, IMAGE_SIZE, PROJECT_ROOT
 from fer.export import (
+    ACTIVE,
     FORMATS,
     RUNNERS,
     SYNTHETIC_NOTE,
@@ -33,7 +34,9 @@ from fer.export import (
     model_stamp,
     parse_formats,
     resolve_run,
+    run_job,
     start_export,
+    stop_export,
     synthetic_faces,
     verification_faces,
 )
@@ -420,3 +423,49 @@ def test_export_button_runs_the_export_in_the_background_and_offers_the_file(tmp
     no_exception(app)
     assert [label.split(" · ")[0] for label in export_downloads(app)] == ["Keras (.keras)"]
     assert export_table(app).loc[0, "same top class"] == "100.0%"
+
+
+@pytest.mark.slow
+def test_stop_ends_a_running_export_keeping_the_formats_already_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_DATA", "")
+    run_dir = fake_run(experiments_dir(), "stopme", evaluation=False)
+    # A full mini-Xception: its conversions take seconds each, long enough to stop one midway.
+    from fer.config import TrainConfig
+    from fer.models import build_model
+
+    build_model(TrainConfig(architecture="mini_xception")).save(RunFolder(run_dir).model_file)
+    folder = export_folder(run_dir)
+    start_export(run_dir, list(FORMATS))
+    wait_until(lambda: "keras" in folder.read_job().get("results", {}) or job_state(folder)[0] not in ACTIVE,
+               CLI_TIMEOUT, "the first format", poll=0.2, log=folder.log_file)
+    assert job_state(folder)[0] == "running", folder.log_file.read_text()[-3000:]
+    app = open_page("runs")
+    no_exception(app)
+    started = time.monotonic()
+    app.button(key="export.stop.stopme").click().run()  # waits up to 5 s for the process to end
+    no_exception(app)
+    assert time.monotonic() - started < 10
+    state, job = job_state(folder)
+    assert state == "stopped" and job["ended"] >= job["started"] and job["phase"] is None, job
+    assert "onnx" not in job["results"] and job["results"]["keras"]["verified"]  # ONNX comes last
+    assert (folder.path / FORMATS["keras"].download).is_file()
+    assert "[fer] export stopped" in folder.log_file.read_text()
+    assert any("export was stopped" in text for text in texts(app.info))
+    assert not [b for b in app.button if b.key == "export.stop.stopme"]
+    assert stop_export(run_dir) is False  # nothing left to stop
+    # The next export clears what the stopped one was converting, and starts.
+    start_export(run_dir, ["keras"])
+    wait_until(lambda: job_state(folder)[0] not in ACTIVE, CLI_TIMEOUT, "the next export", poll=0.2,
+               log=folder.log_file)
+    assert job_state(folder)[0] == "finished" and not list(folder.path.glob(".staging-*"))
+
+
+def test_an_export_stopped_before_its_process_began_never_starts(tmp_path):
+    model_dir = tmp_path / "model"
+    folder = export_folder(model_dir)
+    folder.path.mkdir(parents=True)
+    folder.write_job(state="queued", queued=time.time(), pid=None, formats=["onnx"])
+    assert stop_export(model_dir) is True  # no process holds the lock yet: only the request
+    assert run_job(model_dir, ["onnx"]) == {"model": str(model_dir), "out": str(folder.path),
+                                            "stopped": True, "results": {}}
+    assert job_state(folder)[0] == "stopped"
