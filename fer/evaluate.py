@@ -16,7 +16,6 @@ reads ``interrupted``, never running for ever.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -339,7 +338,7 @@ def stop_job(run_dir: Path, tta: str = "none", wait: float = 0.0) -> bool:
     holding its lock (and its process group). True if a job was asked to stop; with ``wait``,
     waits that many seconds for it to end."""
     from fer.tta import tta_mode
-    from fer.workers import lock_file_holder
+    from fer.workers import lock_file_holder, send_stop
 
     run_dir, mode = Path(run_dir), tta_mode(tta)
     folder = RunFolder(run_dir)
@@ -352,13 +351,7 @@ def stop_job(run_dir: Path, tta: str = "none", wait: float = 0.0) -> bool:
         folder.request_eval_stop(mode)  # read by a job that has not taken its lock yet
         holder = lock_file_holder(folder.eval_job_lock(mode), job.get("pid"), "fer.evaluate")
         if holder is not None and holder != os.getpid():
-            try:
-                os.killpg(holder, signal.SIGTERM)
-            except ProcessLookupError:  # started in a terminal: not a process group leader
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(holder, signal.SIGTERM)
-            except PermissionError:
-                pass
+            send_stop(holder)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and lock_held(folder.eval_job_lock(mode)):
         time.sleep(0.1)

@@ -42,7 +42,7 @@ import numpy as np
 
 from fer import IMAGE_SIZE, PROJECT_ROOT
 from fer.run_folder import ExportFolder, RunError, file_lock, lock_held
-from fer.workers import lock_file_holder, pid_running
+from fer.workers import lock_file_holder, pid_running, send_stop
 
 ACTIVE = ("queued", "running")
 # How long a started export process may take to take its lock before it reads as failed.
@@ -186,13 +186,7 @@ def stop_export(model_dir: Path, wait: float = 0.0) -> bool:
         folder.write_job(stop_requested=time.time())  # read by a process not holding its lock yet
         holder = lock_file_holder(folder.lock, job.get("pid"), "fer.export")
         if holder is not None and holder != os.getpid():
-            try:
-                os.killpg(holder, signal.SIGTERM)
-            except ProcessLookupError:  # started in a terminal: not a process group leader
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(holder, signal.SIGTERM)
-            except PermissionError:
-                pass
+            send_stop(holder)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and lock_held(folder.lock):
         time.sleep(0.1)

@@ -163,6 +163,22 @@ def effective_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
     return "stopped" if folder.stop_requested() is not None else "interrupted"
 
 
+def send_stop(pid: int) -> bool:
+    """SIGTERM to the process group ``pid`` leads (a worker or job started in the background), or
+    to the process alone (one started in a terminal leads no group of its own; it also reads its
+    stop file). False when the process is gone or not ours to signal."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return False
+    except PermissionError:
+        return False
+    return True
+
+
 def worker_command(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "fer.train", "--run-dir", str(run_dir)]
 
@@ -249,16 +265,7 @@ def stop(run_dir: Path, wait: float = 0.0) -> bool:
             return False  # the caller itself holds the lock (it is not a worker to stop)
         if folder.stop_requested() is None:
             folder.request_stop(holder)
-        try:
-            os.killpg(holder, signal.SIGTERM)
-        except ProcessLookupError:
-            # A worker started in a terminal (python -m fer.train without --detach) leads no process
-            # group of its own: signal the process; it also reads the stop file within a second.
-            try:
-                os.kill(holder, signal.SIGTERM)
-            except ProcessLookupError:
-                return False
-        except PermissionError:
+        if not send_stop(holder):
             return False
     deadline = time.monotonic() + wait
     while wait > 0 and time.monotonic() < deadline and is_alive(run_dir):
