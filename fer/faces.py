@@ -351,9 +351,9 @@ class _Network:
         return regressors, scores
 
     def candidates(self, rgb: np.ndarray, pad: float) -> list[tuple]:
-        """(score, box x0 y0 x1 y1, 6 key points) in ``rgb``'s pixels, for every anchor above
-        ``BLAZE_MIN_SCORE``; the picture is shrunk into the middle of the square input, its long
-        side ``1 / pad`` of the input's."""
+        """(score, box x0 y0 x1 y1, 6 key points, the face's side in input pixels) in ``rgb``'s
+        pixels, for every anchor above ``BLAZE_MIN_SCORE``; the picture is shrunk into the middle
+        of the square input, its long side ``1 / pad`` of the input's."""
         height, width = rgb.shape[:2]
         size = self.side
         scale = size / (pad * max(height, width))

@@ -19,10 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
-from fer.faces import (  # noqa: F401 - bench.predict_latency times crop_face, detect_faces here
+from fer.faces import (
     DEFAULT_DETECTOR,
-    crop_face,
-    detect_faces,
     face_crop,
     find_faces,
     read_image_for_detection,

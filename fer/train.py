@@ -45,7 +45,7 @@ from fer.config import PARAMETERS, PRESETS, ConfigError, TrainConfig
 from fer.data import DataError, resolve_location
 from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
 from fer.recipe import FilesLock
-from fer.run_folder import RunError, RunFolder, check_resumable_config
+from fer.run_folder import ACTIVE_STATES, RunError, RunFolder, check_resumable_config
 from fer.runs import create_run, run_path
 from fer.workers import acquire_lock, launch
 
@@ -401,7 +401,7 @@ def _record_crash(run_dir: Path, child: int, signum: int) -> None:
     outcome itself (or another worker owns the run by now)."""
     folder = RunFolder(run_dir)
     status = folder.read_status()
-    if status.get("state") not in ("queued", "running") or status.get("pid") not in (child, os.getpid()):
+    if status.get("state") not in ACTIVE_STATES or status.get("pid") not in (child, os.getpid()):
         return
     name = signal.Signals(signum).name
     phase = folder.read_progress().get("phase") or status.get("phase")
@@ -411,10 +411,9 @@ def _record_crash(run_dir: Path, child: int, signum: int) -> None:
     with contextlib.suppress(OSError):
         if shutil.disk_usage(run_dir).free < DISK_FULL_BYTES:
             error += f"; {os.strerror(errno.ENOSPC)} on the disk that holds the run"
-    started = status.get("started")
     final: dict[str, Any] = {"state": "failed", "error": error}
-    if started is not None:
-        final["training_s"] = (status.get("training_s") or 0.0) + max(0.0, time.time() - started)
+    if status.get("started") is not None:  # its time up to the crash counts
+        final["training_s"] = folder.training_seconds(status, live=True)
     _write_final_status(folder, final)
     with contextlib.suppress(OSError):
         print(f"[fer] error: {error}; the run resumes from its last completed epoch", flush=True)
