@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fer.architectures import ARCHITECTURES
@@ -148,6 +149,12 @@ def check_free_space(folder: RunFolder, model: Any, epoch: int) -> None:
                       str(folder.path))
 
 
+def staging_model_file(folder: RunFolder) -> Path:
+    """Where the best network is written before it replaces model.keras (same folder, so the
+    replacement is one rename)."""
+    return folder.path / ".model.saving.keras"
+
+
 def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], None], steps: int,
               best_so_far: float | None, files_lock: FilesLock | None = None) -> list:
     """Keras callbacks of a run: live progress, history.csv, the best network, status, the
@@ -225,11 +232,26 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
             self.last_write = time.time()
 
     class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
-        """Saves the trained network alone: the augmentation in front of it is not part of it."""
+        """Saves the trained network alone (the augmentation in front of it is not part of it),
+        atomically: Keras writes a staging file next to model.keras, which then replaces it, so a
+        worker killed mid-save (SIGKILL, power loss) leaves the previous best network, never an
+        empty or truncated model.keras."""
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(str(staging_model_file(folder)), **kwargs)
 
         @property
         def model(self):
             return network_of(super().model)
+
+        def _save_model(self, epoch, batch, logs):
+            staging = staging_model_file(folder)
+            staging.unlink(missing_ok=True)
+            super()._save_model(epoch, batch, logs)
+            if staging.is_file():  # saved: this epoch is the best so far
+                with open(staging, "rb") as file:
+                    os.fsync(file.fileno())
+                os.replace(staging, folder.model_file)
 
     class BestSoFar(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -242,8 +264,8 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
     callbacks = [
         RunStatus(),
         keras.callbacks.CSVLogger(str(folder.history_file), append=True),
-        NetworkCheckpoint(str(folder.model_file), monitor="val_accuracy", mode="max",
-                          save_best_only=True, initial_value_threshold=best_so_far),
+        NetworkCheckpoint(monitor="val_accuracy", mode="max", save_best_only=True,
+                          initial_value_threshold=best_so_far),
         BestSoFar(),
     ]
     if config.lr_schedule == "plateau":

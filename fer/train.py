@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import traceback
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,12 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     best_so_far = float(history["val_accuracy"].max()) if not history.empty else None
     if done:
         print(f"[fer] resuming after epoch {done}", flush=True)
+        if not zipfile.is_zipfile(folder.model_file):
+            # Left by an older version killed mid-save (saves are atomic now): without this, no
+            # epoch below the recorded best would replace it and the run would end unusable.
+            print("[fer] note: model.keras is missing or damaged; it will hold the best network "
+                  "of the epochs trained from here on", flush=True)
+            best_so_far = None
     folder.write_status(phase="training", epochs_done=done)
     stop.check()
     stop.in_fit = True

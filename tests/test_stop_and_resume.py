@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -124,11 +125,16 @@ def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny, backend)
     assert stop(run) is False
     kept = epochs_logged(run)
     # The backup may lag the history by one epoch (killed in between): resume then redoes that epoch.
-    assert kept and (run / "model.keras").is_file()
+    assert kept and zipfile.is_zipfile(run / "model.keras")  # saves are atomic: never cut short
+    # An empty model.keras, as a version without atomic saves left when killed mid-save: the
+    # resumed run must write a new one even though no epoch beats the recorded best.
+    (run / "model.keras").write_bytes(b"")
 
     resume(run)
     assert wait_for_end(run, 300) == "finished", RunFolder(run).read_log_tail()
-    assert "resuming after epoch" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert "resuming after epoch" in log and "model.keras is missing or damaged" in log
+    assert zipfile.is_zipfile(run / "model.keras") and (run / "eval" / "metrics.json").is_file()
     assert epochs_logged(run) == list(range(1, EPOCHS + 1))
     assert raw_history_epochs(run) == list(range(EPOCHS))
     assert RunFolder(run).read_status()["error"] is None
@@ -147,6 +153,41 @@ def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
         return next(i for i, callback in enumerate(callbacks) if isinstance(callback, kind))
 
     assert position(keras.callbacks.CSVLogger) < position(keras.callbacks.ModelCheckpoint)
+
+
+def test_best_network_is_replaced_atomically(tmp_path, monkeypatch):
+    """A save that dies halfway (here: raises after writing part of the file) leaves the previous
+    best network intact; a completed save replaces it and leaves no staging file."""
+    keras = pytest.importorskip("keras")
+    from fer.recipe import callbacks as run_callbacks
+    from fer.recipe import staging_model_file
+
+    folder = RunFolder(tmp_path)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    checkpoint = next(callback for callback in run_callbacks(folder, TrainConfig(), lambda: None,
+                                                             steps=1, best_so_far=None)
+                      if isinstance(callback, keras.callbacks.ModelCheckpoint))
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.5})
+    first = folder.model_file.read_bytes()
+    assert zipfile.is_zipfile(folder.model_file) and not staging_model_file(folder).exists()
+
+    def dies_halfway(self, filepath, **kwargs):
+        Path(filepath).write_bytes(first[:100])
+        raise OSError("killed mid-save")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save", dies_halfway)
+        with pytest.raises(OSError, match="mid-save"):
+            checkpoint.on_epoch_end(1, {"val_accuracy": 0.6})
+    assert folder.model_file.read_bytes() == first
+
+    checkpoint.on_epoch_end(2, {"val_accuracy": 0.4})  # not better: nothing written
+    assert folder.model_file.read_bytes() == first
+    model.layers[0].kernel.assign(model.layers[0].kernel + 1.0)
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.7})
+    assert folder.model_file.read_bytes() != first and zipfile.is_zipfile(folder.model_file)
+    assert not staging_model_file(folder).exists()
 
 
 @pytest.mark.timeout(300)
