@@ -46,6 +46,7 @@ from PIL import Image
 from fer import CLASSES, IMAGE_SIZE
 from fer.data import IMAGE_SUFFIXES
 from fer.files import write_json_atomic
+from fer.workers import pid_running
 
 # An upload as the dashboard accepts it; .streamlit/config.toml's server.maxUploadSize matches.
 MAX_UPLOAD_MB = 400
@@ -537,22 +538,6 @@ def read_status(job: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process stays a zombie until reaped: that is not alive
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        return waited == 0
-    except ChildProcessError:
-        return True
-
-
 def list_imports(data_dir: Path) -> list[tuple[Path, dict]]:
     """(job folder, status) of every import, newest first; a job whose process died is ``failed``."""
     folder = imports_dir(data_dir)
@@ -564,7 +549,7 @@ def list_imports(data_dir: Path) -> list[tuple[Path, dict]]:
             stale = time.time() - float(status.get("started") or 0) > STARTUP_GRACE_S
         except (TypeError, ValueError):
             stale = True
-        if status.get("state") in ("queued", "running") and stale and not _alive(status.get("pid")):
+        if status.get("state") in ("queued", "running") and stale and not pid_running(status.get("pid")):
             status = {**status, "state": "failed", "error": "the import process ended unexpectedly"}
         found.append((job, status))
     return found

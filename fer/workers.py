@@ -124,9 +124,11 @@ def _command_line(pid: int) -> str:
         return ""
 
 
-def pid_running(pid: int | None) -> bool:
-    """The process exists and is not a zombie (where there is no /proc, as on macOS: it exists)."""
-    if not pid:
+def pid_running(pid: object) -> bool:
+    """The process exists and is not a zombie. ``pid`` is as read from a status file: anything
+    but a positive integer is no process. Where there is no /proc (macOS), a finished child of
+    this process is reaped to tell it from a running one."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -139,7 +141,10 @@ def pid_running(pid: int | None) -> bool:
             return False
         except PermissionError:
             return True
-        return True
+        try:
+            return os.waitpid(pid, os.WNOHANG)[0] == 0
+        except ChildProcessError:  # not a child of this process: it exists
+            return True
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -21,7 +21,7 @@ from fer.config import TrainConfig
 from fer.run_folder import RunFolder
 from fer.runs import create_run
 from fer.train import run_worker
-from fer.workers import effective_state, is_alive, launch
+from fer.workers import effective_state, is_alive, launch, pid_running
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -125,3 +125,23 @@ def test_the_save_estimate_grows_with_the_files_already_there(tmp_path):
     (folder.backup_dir / "latest.weights.h5").write_bytes(b"\0" * 5_000_000)
     (tmp_path / "model.keras").write_bytes(b"\0" * 2_000_000)
     assert fer.recipe.epoch_save_bytes(folder, model) == 12_000_000 + fer.recipe.SAVE_MARGIN_BYTES
+
+
+@pytest.mark.parametrize("pid", [None, 0, -1, True, "1", 1.5, [1]])
+def test_a_pid_that_is_no_process_id_is_not_running(pid):
+    """Status files are read from disk: a damaged pid must never reach os.kill (-1 signals all)."""
+    assert pid_running(pid) is False
+
+
+def test_pid_running_tells_a_finished_child_from_a_running_one():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_running(os.getpid()) and pid_running(child.pid)
+        child.kill()
+        wait_until(lambda: not pid_running(child.pid), 10, "the killed child to show as ended")
+    finally:
+        child.kill()
+        child.wait()
