@@ -9,8 +9,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax")
+
+# JAX compiles every function a run uses (the train step, and each eagerly run operation); kept on
+# disk, a second run or a resume of the same network and batch size starts in seconds instead of
+# compiling again (a tiny mini-Xception run on 2 CPU cores: 16 s -> 5 s). It lives in the cache
+# folder (``.cache/jax``; ``FER_CACHE`` moves it); ``FER_JAX_CACHE`` names another folder, or
+# ``off``; JAX's own ``JAX_COMPILATION_CACHE_DIR`` wins over both.
+JAX_CACHE_ENV = "FER_JAX_CACHE"
+JAX_CACHE_MAX_BYTES = 1 << 30  # JAX drops the least recently used entries beyond this
+_OFF = {"off", "0", "no", "false", "none"}
 
 
 class BackendError(RuntimeError):
@@ -53,3 +63,46 @@ def activate(backend: str) -> None:
                                f"{backend} needs a new process")
         return
     os.environ["KERAS_BACKEND"] = backend
+    use_compilation_cache(backend)
+
+
+def jax_cache_dir() -> Path | None:
+    """The folder of the JAX compilation cache (created), or None when it is switched off or
+    cannot be written (the run then compiles as usual)."""
+    value = os.environ.get(JAX_CACHE_ENV, "").strip()
+    if value.lower() in _OFF:
+        return None
+    from fer.data import cache_dir
+
+    try:
+        folder = Path(value).expanduser() if value else cache_dir() / "jax"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to expand
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None
+
+
+def use_compilation_cache(backend: str | None = None) -> Path | None:
+    """Keep JAX's compiled functions in ``jax_cache_dir()`` when this process runs Keras on JAX;
+    call before JAX compiles anything. Returns the folder in use (None: not JAX, off, or the
+    user's own ``JAX_COMPILATION_CACHE_DIR``)."""
+    if (backend or default_backend()) != "jax":
+        return None
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        ours = os.environ.get("FER_JAX_CACHE_IN_USE")
+        return Path(ours) if ours and ours == os.environ["JAX_COMPILATION_CACHE_DIR"] else None
+    folder = jax_cache_dir()
+    if folder is None:
+        return None
+    settings = {"jax_compilation_cache_dir": str(folder),
+                # Keras on JAX compiles each eager operation too: small, but dozens per run.
+                "jax_persistent_cache_min_compile_time_secs": 0}
+    if _installed("filelock"):  # JAX needs it to trim the cache; without it, the cache grows
+        settings["jax_compilation_cache_max_size"] = JAX_CACHE_MAX_BYTES
+    if "jax" in sys.modules:
+        for name, value in settings.items():
+            sys.modules["jax"].config.update(name, value)
+    else:  # read by JAX when it is imported
+        os.environ.update({name.upper(): str(value) for name, value in settings.items()})
+    os.environ["FER_JAX_CACHE_IN_USE"] = str(folder)
+    return folder

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
+from fer.backends import use_compilation_cache
 from fer.faces import (
     DEFAULT_DETECTOR,
     face_crop,
@@ -111,6 +112,7 @@ class Predictor:
     @classmethod
     def load(cls, model: str | Path | None = None) -> Predictor:
         path = resolve_model_path(model)
+        use_compilation_cache()
         import keras
 
         try:

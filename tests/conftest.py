@@ -20,6 +20,8 @@ def session_folders(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FER_CACHE", str(root / "cache"))
         patch.setenv("FER_EXPERIMENTS", str(root / "experiments"))
+        # One JAX compilation cache for the session: the many tiny JAX runs share their compiles.
+        patch.setenv("FER_JAX_CACHE", str(root / "jax-cache"))
         yield root
 
 

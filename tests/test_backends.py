@@ -47,12 +47,72 @@ def history_without_timings(run: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def jax_run(tmp_path_factory, tiny_data):
+def jax_cache(tmp_path_factory) -> Path:
+    """A compilation cache of this module's own, empty before ``jax_run``."""
+    return tmp_path_factory.mktemp("jax-cache")
+
+
+@pytest.fixture(scope="module")
+def jax_run(tmp_path_factory, tiny_data, jax_cache):
     experiments = tmp_path_factory.mktemp("jax")
     result = without_tensorflow(train_args(experiments, "jax", tiny_data, "--backend", "jax",
-                                           *FULL_AUGMENTATION), timeout=300)
+                                           *FULL_AUGMENTATION), timeout=300, FER_JAX_CACHE=str(jax_cache))
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return experiments / "jax"
+
+
+@pytest.mark.timeout(400)
+def test_a_second_run_of_the_same_network_compiles_nothing_new(jax_run, jax_cache, tmp_path, tiny_data):
+    """The worker keeps JAX's compiled functions: another run of the same network and batch size
+    (another seed too) finds every one of them in the cache and adds none."""
+    compiled = sorted(path.name for path in jax_cache.iterdir())
+    assert compiled, "the first run left nothing in the compilation cache"
+    result = without_tensorflow(train_args(tmp_path, "again", tiny_data, "--backend", "jax", "--seed", "7",
+                                           *FULL_AUGMENTATION), timeout=300, FER_JAX_CACHE=str(jax_cache))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert sorted(path.name for path in jax_cache.iterdir()) == compiled
+
+
+CACHE_SETTINGS = """
+import json, os, sys
+from fer.backends import use_compilation_cache
+if sys.argv[2] == "imported":
+    import jax
+folder = use_compilation_cache(sys.argv[1])
+names = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+seen = {"folder": folder and str(folder), "env": {name: os.environ.get(name) for name in names}}
+if "jax" in sys.modules:
+    import jax
+    seen["config"] = jax.config.jax_compilation_cache_dir
+print(json.dumps(seen))
+"""
+
+
+def cache_settings(backend: str, jax_imported: bool = False, **env: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", CACHE_SETTINGS, backend,
+                             "imported" if jax_imported else "-"], cwd=PROJECT_ROOT,
+                            env=worker_env(**env), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_the_compilation_cache_lives_in_the_cache_folder_and_can_be_moved_or_switched_off(tmp_path):
+    cache = tmp_path / "cache"
+    seen = cache_settings("jax", FER_CACHE=str(cache), FER_JAX_CACHE="")
+    assert seen["folder"] == str(cache / "jax") and (cache / "jax").is_dir()
+    assert seen["env"] == {"JAX_COMPILATION_CACHE_DIR": str(cache / "jax"),
+                           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    # JAX already imported: its configuration is updated instead of the environment it has read.
+    assert cache_settings("jax", jax_imported=True, FER_JAX_CACHE=str(tmp_path / "moved"))["config"] == \
+        str(tmp_path / "moved")
+    for off in ("off", " OFF ", "0", "no"):
+        assert cache_settings("jax", FER_JAX_CACHE=off)["folder"] is None
+    (tmp_path / "a-file").write_text("")  # a folder that cannot be made: compile as usual
+    assert cache_settings("jax", FER_JAX_CACHE=str(tmp_path / "a-file" / "jax"))["folder"] is None
+    # The user's own JAX setting wins; TensorFlow has no use for it.
+    mine = cache_settings("jax", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine"))
+    assert mine["folder"] is None and mine["env"]["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
+    assert cache_settings("tensorflow")["env"]["JAX_COMPILATION_CACHE_DIR"] is None
 
 
 @pytest.mark.timeout(400)
