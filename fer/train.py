@@ -18,7 +18,9 @@ training time of every worker of the run.
 A worker that crashes inside native code (a segmentation fault in a backend or in HDF5 when the
 disk fills while a checkpoint is written) cannot write its own status: the worker process forks
 before it imports a backend, and the parent, which only waits, records such a crash as a failed
-run with the signal, the phase it happened in and, when the run's disk is full, that reason.
+run with the signal, the phase it happened in and, when the run's disk is full, that reason. A
+worker the kernel's out-of-memory killer ends (SIGKILL, counted in /proc/vmstat) is recorded as
+failed for lack of memory; any other SIGKILL leaves the run "interrupted", as a killed machine does.
 """
 
 from __future__ import annotations
@@ -349,6 +351,7 @@ def supervised_worker(run_dir: Path) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
+    oom_kills = oom_kill_count()
     child = os.fork()
     if child == 0:
         code = 1
@@ -371,9 +374,23 @@ def supervised_worker(run_dir: Path) -> int:
     if not os.WIFSIGNALED(wait_status):
         return os.waitstatus_to_exitcode(wait_status)
     signum = os.WTERMSIG(wait_status)
-    if signum in CRASH_SIGNALS:
-        _record_crash(Path(os.path.abspath(run_dir)), child, signum)
+    out_of_memory = signum == signal.SIGKILL and oom_kills is not None and (oom_kill_count() or 0) > oom_kills
+    if signum in CRASH_SIGNALS or out_of_memory:
+        _record_crash(Path(os.path.abspath(run_dir)), child, signum, out_of_memory)
     return 1
+
+
+def oom_kill_count() -> int | None:
+    """How many processes the kernel's out-of-memory killer has ended since boot (Linux 4.13+;
+    None elsewhere). Another process killed at the same moment would count too: rare enough."""
+    try:
+        with open("/proc/vmstat") as vmstat:
+            for line in vmstat:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _is_run(folder: RunFolder) -> bool:
@@ -403,18 +420,25 @@ def _tie_to_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _record_crash(run_dir: Path, child: int, signum: int) -> None:
-    """The run as failed after its worker ``child`` died of ``signum``, unless it recorded an
-    outcome itself (or another worker owns the run by now)."""
+def _record_crash(run_dir: Path, child: int, signum: int, out_of_memory: bool = False) -> None:
+    """The run as failed after its worker ``child`` died of ``signum`` (``out_of_memory``: killed
+    by the kernel for lack of memory), unless it recorded an outcome itself (or another worker owns
+    the run by now)."""
     folder = RunFolder(run_dir)
     status = folder.read_status()
     if status.get("state") not in ACTIVE_STATES or status.get("pid") not in (child, os.getpid()):
         return
     name = signal.Signals(signum).name
     phase = folder.read_progress().get("phase") or status.get("phase")
-    error = f"the worker crashed ({name}, {signal.strsignal(signum) or 'signal'})"
+    if out_of_memory:
+        error = "the worker ran out of memory: the kernel's out-of-memory killer ended it"
+    else:
+        error = f"the worker crashed ({name}, {signal.strsignal(signum) or 'signal'})"
     if phase:
         error += f" while {phase}"
+    if out_of_memory:
+        error += ("; a smaller batch size, fewer runs at once (Runs at once) or closing other "
+                  "programs leaves it more")
     with contextlib.suppress(OSError):
         if shutil.disk_usage(run_dir).free < DISK_FULL_BYTES:
             error += f"; {os.strerror(errno.ENOSPC)} on the disk that holds the run"

@@ -17,6 +17,7 @@ import pytest
 from helpers import wait_until
 
 import fer.recipe
+import fer.train
 from fer.config import TrainConfig
 from fer.run_folder import RunFolder
 from fer.runs import create_run
@@ -145,3 +146,62 @@ def test_pid_running_tells_a_finished_child_from_a_running_one():
     finally:
         child.kill()
         child.wait()
+
+
+SUPERVISED = """
+import os, sys, time
+from pathlib import Path
+import fer.train
+from fer.run_folder import RunFolder
+
+counter = Path(sys.argv[2])
+fer.train.oom_kill_count = lambda: int(counter.read_text())  # the kernel's counter, played by a file
+
+def stand_in(run_dir, watchdog):  # a worker that trains forever
+    RunFolder(Path(run_dir)).write_status(state="running", pid=os.getpid(), phase="training",
+                                          started=time.time())
+    time.sleep(120)
+    return 0
+
+fer.train.run_worker = stand_in
+sys.exit(fer.train.supervised_worker(Path(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("out_of_memory", [True, False], ids=["oom-killer", "other-kill"])
+def test_a_worker_the_out_of_memory_killer_ends_fails_for_lack_of_memory(tmp_path, tiny_data, out_of_memory):
+    """SIGKILL after the kernel's OOM-kill counter moved: failed, saying memory ran out and what
+    helps. Any other SIGKILL leaves the run 'interrupted' (resumable as it is)."""
+    import subprocess
+    import sys
+
+    from helpers import worker_env
+
+    from fer import PROJECT_ROOT
+
+    run = create_run(config(tiny_data, epochs=5), tmp_path / "runs")
+    folder = RunFolder(run)
+    counter = tmp_path / "oom_kill"
+    counter.write_text("3")
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISED, str(run), str(counter)],
+                                  cwd=PROJECT_ROOT, env=worker_env())
+    try:
+        wait_until(lambda: folder.read_status().get("pid") not in (None, supervisor.pid), 60, "the worker")
+        if out_of_memory:
+            counter.write_text("4")
+        os.kill(folder.read_status()["pid"], signal.SIGKILL)
+        assert supervisor.wait(timeout=30) == 1
+    finally:
+        supervisor.kill()
+    status = folder.read_status()
+    if out_of_memory:
+        assert status["state"] == "failed" and status["error"] == (
+            "the worker ran out of memory: the kernel's out-of-memory killer ended it while training; "
+            "a smaller batch size, fewer runs at once (Runs at once) or closing other programs leaves it more")
+    else:
+        assert status["state"] == "running" and effective_state(run) == "interrupted"
+
+
+def test_the_out_of_memory_kill_count_is_read_where_the_kernel_has_one():
+    count = fer.train.oom_kill_count()
+    assert count is None if not Path("/proc/vmstat").exists() else isinstance(count, int) and count >= 0
