@@ -36,6 +36,8 @@ from fer.workers import effective_state, start_worker
 QUEUE_LOCK = ".queue.lock"
 DISPATCHER_LOCK = ".dispatcher.lock"
 DISPATCHER_LOG = ".dispatcher.log"
+# Beyond this, a starting dispatcher moves the log to .dispatcher.log.1 (replacing the older one).
+DISPATCHER_LOG_MAX_BYTES = 1 << 20
 SETTINGS_FILE = "queue.json"
 # How often the dispatcher looks for a free slot (a run ending frees one).
 DISPATCH_INTERVAL_S = 1.0
@@ -186,7 +188,11 @@ def ensure_dispatcher(root: Path) -> bool:
     root = Path(root)
     if dispatcher_alive(root) or not waiting_runs(root):
         return False
-    with open(root / DISPATCHER_LOG, "ab") as log:
+    log_path = root / DISPATCHER_LOG
+    with contextlib.suppress(OSError):
+        if log_path.stat().st_size > DISPATCHER_LOG_MAX_BYTES:
+            os.replace(log_path, log_path.with_name(DISPATCHER_LOG + ".1"))
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "fer.queue", "--experiments", str(root)], cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

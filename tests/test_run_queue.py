@@ -131,6 +131,18 @@ def test_stop_on_a_queued_run_removes_it_from_the_queue_and_resume_queues_it_aga
         stop(run)
 
 
+def test_a_dispatcher_log_over_its_limit_is_moved_aside_when_a_dispatcher_starts(root, tmp_path, busy):
+    log = root / fer.queue.DISPATCHER_LOG
+    old = b"[fer] started an old run\n" * (fer.queue.DISPATCHER_LOG_MAX_BYTES // 25 + 1)
+    log.write_bytes(old)
+    run = quick_run(root, "waiting", tmp_path)
+    launch(run)
+    wait_until(lambda: dispatcher_alive(root), 30, "the dispatcher to start")
+    assert (root / (fer.queue.DISPATCHER_LOG + ".1")).read_bytes() == old
+    assert log.stat().st_size < len(old)
+    stop(run)
+
+
 def test_raising_the_limit_starts_waiting_runs(root, tmp_path, busy, monkeypatch):
     run = quick_run(root, "waiting", tmp_path)
     assert launch(run) is None

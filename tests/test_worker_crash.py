@@ -197,7 +197,8 @@ def test_a_worker_the_out_of_memory_killer_ends_fails_for_lack_of_memory(tmp_pat
     if out_of_memory:
         assert status["state"] == "failed" and status["error"] == (
             "the worker ran out of memory: the kernel's out-of-memory killer ended it while training; "
-            "a smaller batch size, fewer runs at once (Runs at once) or closing other programs leaves it more")
+            "a smaller batch size, fewer runs at once (Runs at once) or closing other programs "
+            "leaves it more")
     else:
         assert status["state"] == "running" and effective_state(run) == "interrupted"
 
