@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 
 from fer import IMAGE_SIZE, PROJECT_ROOT
 from fer.run_folder import ExportFolder, RunError, file_lock, lock_held
+from fer.signals import STOP_SIGNALS, StopSignals
 from fer.workers import lock_file_holder, pid_running, send_stop
 
 ACTIVE = ("queued", "running")
@@ -202,18 +202,16 @@ class _StopOnSignal(threading.Thread):
         super().__init__(name="export-stop", daemon=True)
         self.folder = folder
         self.moving = threading.Lock()
-        self._wake, self._signalled = socket.socketpair()
-        self._signalled.setblocking(False)
+        self.signals = StopSignals()
 
     def start(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: None)  # the wakeup socket below does the work
-        signal.set_wakeup_fd(self._signalled.fileno(), warn_on_full_buffer=False)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, lambda *_: None)  # the thread below does the work
+        self.signals.install()
         super().start()
 
     def run(self) -> None:
-        while not {signal.SIGTERM, signal.SIGINT} & set(self._wake.recv(64)):
-            pass
+        self.signals.wait()
         with self.moving:  # held for good: the process ends here
             _record_stop(self.folder)
             print("[fer] export stopped", flush=True)

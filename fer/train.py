@@ -32,7 +32,6 @@ import errno
 import os
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -50,6 +49,7 @@ from fer.devices import DeviceError, make_deterministic, open_devices, prepare_p
 from fer.recipe import FilesLock
 from fer.run_folder import ACTIVE_STATES, RunError, RunFolder, check_resumable_config
 from fer.runs import create_run, run_path
+from fer.signals import StopSignals
 from fer.workers import acquire_lock, launch
 
 # How often a worker looks for a stop request on disk (a signal stops it at once).
@@ -108,24 +108,17 @@ class _StopWatchdog(threading.Thread):
     def __init__(self, folder: RunFolder, stop: _StopFlag, end: Callable[[dict[str, Any]], bool]) -> None:
         super().__init__(name="stop-watchdog", daemon=True)
         self.folder, self.stop, self.end = folder, stop, end
-        self._wake, self._signalled = socket.socketpair()
-        self._signalled.setblocking(False)
-        self._wake.settimeout(STOP_FILE_CHECK_S)
+        self.signals = StopSignals()
 
     def start(self) -> None:
-        # The C-level handler writes to this socket the moment a signal arrives.
-        signal.set_wakeup_fd(self._signalled.fileno(), warn_on_full_buffer=False)
+        self.signals.install()
         super().start()
 
     def run(self) -> None:
-        while True:
-            try:
-                if {signal.SIGTERM, signal.SIGINT} & set(self._wake.recv(64)):
+        while not self.signals.wait(STOP_FILE_CHECK_S):
+            with contextlib.suppress(OSError):
+                if self.folder.stop_requested() is not None:
                     break
-            except TimeoutError:
-                with contextlib.suppress(OSError):
-                    if self.folder.stop_requested() is not None:
-                        break
         asked = time.monotonic()
         print(f"[fer] stop requested at {time.strftime('%H:%M:%S')} "
               f"(phase: {self.folder.read_progress().get('phase', '?')})", flush=True)

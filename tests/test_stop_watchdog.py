@@ -121,3 +121,31 @@ def test_the_watchdog_waits_for_an_epoch_save_to_finish(tmp_path, tiny_data):
     assert folder.completed_epochs() == 1
     assert folder.read_history()["epoch"].tolist() == [1]
     assert (run / "model.keras").is_file()
+
+
+WAITER = """
+import os, signal, threading, time
+from fer.signals import StopSignals
+
+for signum in (signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(signum, lambda *_: None)
+signals = StopSignals()
+signals.install()
+print("timeout", signals.wait(0.2), flush=True)
+heard = []
+waiter = threading.Thread(target=lambda: heard.append(signals.wait(30)))
+waiter.start()
+os.kill(os.getpid(), signal.SIGUSR1)  # not a stop: skipped
+time.sleep(0.3)
+print("after SIGUSR1", heard, flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+waiter.join()
+print("after SIGTERM", heard, flush=True)
+"""
+
+
+def test_a_stop_signal_is_heard_on_another_thread_and_other_signals_are_skipped():
+    result = subprocess.run([sys.executable, "-c", WAITER], cwd=PROJECT_ROOT, env=worker_env(),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["timeout False", "after SIGUSR1 []", "after SIGTERM [True]"]
