@@ -401,9 +401,17 @@ class BlazeFace:
     non-maximum suppression."""
 
     def __init__(self, folder: Path | None = None):
-        folder = FACE_MODELS_DIR if folder is None else folder
-        sides = sorted({side for _, side in BLAZE_PASSES} | {BLAZE_FINE_SIDE})
-        self.networks = {side: _Network(SHORT_RANGE, folder, side) for side in sides}
+        self.folder = FACE_MODELS_DIR if folder is None else folder
+        # The passes every picture takes load now (a bad model file fails here, so callers fall
+        # back at once); the fine pass's network only when a picture first needs it.
+        self.networks = {side: _Network(SHORT_RANGE, self.folder, side)
+                         for side in sorted({side for _, side in BLAZE_PASSES})}
+
+    def network(self, side: int) -> _Network:
+        """The network with a side x side input (one per detector: a detector serves one thread)."""
+        if side not in self.networks:
+            self.networks[side] = _Network(SHORT_RANGE, self.folder, side)
+        return self.networks[side]
 
     @property
     def runtime(self) -> str:
@@ -439,7 +447,7 @@ class BlazeFace:
         scale = np.array([small.shape[1] / width, small.shape[0] / height])
         return [(score, box / np.tile(scale, 2), points / scale, (pad, side), pixels)
                 for pad, side in passes
-                for score, box, points, pixels in self.networks[side].candidates(small, pad)]
+                for score, box, points, pixels in self.network(side).candidates(small, pad)]
 
 
 def blaze_detector() -> BlazeFace:

@@ -234,3 +234,14 @@ def test_the_detector_benchmark_runs_and_reports_every_group(tmp_path):
         assert output["speed"][detector]["faces"] == 1
         assert output["speed"][detector]["bytes_to_probabilities"]["n"] == 10
     assert "| several sizes |" in output["tables"] and "| bytes -> probabilities |" in output["tables"]
+
+
+def test_the_fine_pass_network_loads_only_for_a_picture_that_needs_it():
+    """A one-face photo takes the 128 and 256 passes only; a picture with no face (long side of
+    512 or more) also takes the fine pass, whose network is loaded then."""
+    detector = faces.BlazeFace()
+    coarse = sorted({side for _, side in faces.BLAZE_PASSES})
+    assert sorted(detector.networks) == coarse
+    assert len(detector.detect(astronaut())) == 1 and sorted(detector.networks) == coarse
+    assert detector.detect(np.zeros((faces.BLAZE_FINE_MIN_SIDE, 600, 3), np.uint8)) == []
+    assert sorted(detector.networks) == sorted({*coarse, faces.BLAZE_FINE_SIDE})
