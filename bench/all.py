@@ -1,6 +1,6 @@
 """Run every benchmark (full sizes) one after another, then print the README table.
 
-    python -m bench.all            # about 30 minutes on 2 CPU cores; refuses while a run trains
+    python -m bench.all            # about 45 minutes on 2 CPU cores; refuses while a run trains
     python -m bench.all --quick    # the smoke-test sizes
     python -m bench.all --force    # measure even while a training run is active (numbers skewed)
 
@@ -16,7 +16,8 @@ import time
 
 from bench.common import ROOT, active_training_runs, log
 
-BENCHMARKS = ("input_pipeline", "train_step", "predict_latency", "dashboard", "memory")
+BENCHMARKS = ("input_pipeline", "train_step", "predict_latency", "detectors", "dashboard", "memory",
+              "export_formats", "quick_trial", "stop_latency")
 
 
 def main(argv: list[str] | None = None) -> int:

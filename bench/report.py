@@ -63,6 +63,7 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
                 out.append((f"3 fer PyPI ({key}) p50 / p95 (ms)", f"{value['p50_ms']} / {value['p95_ms']} "
                             f"(ours {ratio}x faster)", "ours >= 2x faster",
                             yes(ratio >= 2 if ratio else None)))
+    out += detector_rows(load("detectors", quick))
     dash = load("dashboard", quick)
     if dash:
         a, c = dash["apptest_runs_page"], dash["chromium"]
@@ -98,6 +99,60 @@ def rows(quick: bool) -> list[tuple[str, str, str, str]]:
         out.append((f"5 RSS growth over {p['requests']} predictions after warm-up (MiB)",
                     f"{p['growth_after_warmup_mb']} ({p['rss_mb_after_request']})", "no growth",
                     yes(abs(p["growth_after_warmup_mb"]) < 5)))
+    out += export_rows(load("export_formats", quick))
+    out += quick_trial_rows(load("quick_trial", quick))
+    stops = load("stop_latency", quick)
+    if stops:
+        out.append((f"8 Stop -> run recorded as stopped, {len(stops['stops'])} stops "
+                    f"({stops['data']}), median / max (s)",
+                    f"{stops['stop_to_status_median_s']} / {stops['stop_to_status_max_s']}",
+                    f"<= {stops['target_s']:g} s", yes(stops["stop_to_status_max_s"] <= stops["target_s"])))
+    return out
+
+
+def detector_rows(det: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Rows of bench.detectors: recall per group and bytes -> probabilities per detector."""
+    if not det:
+        return []
+    recall = "; ".join(
+        f"{group} {100 * row['blazeface']['recall']:.1f} / {100 * row['haar']['recall']:.1f}"
+        for group, row in det["detection"].items() if row["faces"])
+    blaze, haar = (det["speed"][name]["bytes_to_probabilities"] for name in ("blazeface", "haar"))
+    return [
+        (f"3b face recall (%), BlazeFace / Haar ({det['faces_from']}, {det['faces_per_group']} per group)",
+         recall, "BlazeFace >= Haar in every group",
+         yes(det["targets_met"].get("blazeface_recall_>=_haar_every_group"))),
+        ("3b bytes -> probabilities, 1 MP JPEG, one face, p50 / p95 (ms): BlazeFace; Haar",
+         f"{blaze['p50_ms']} / {blaze['p95_ms']}; {haar['p50_ms']} / {haar['p95_ms']}",
+         "BlazeFace p50 <= 15 ms", yes(det["targets_met"].get("blazeface_p50_<=15ms"))),
+    ]
+
+
+def export_rows(exp: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Rows of bench.export_formats: each format checked against Keras, one-face latency per runtime."""
+    if not exp:
+        return []
+    formats = exp["formats"]
+    checked = "; ".join(f"{name} {row['max_abs_diff']:.1e} ({100 * row['agreement']:.1f}% same label)"
+                        for name, row in formats.items())
+    latency = "; ".join(f"{runtime} {row['p50_ms']}" for runtime, row in exp["single_face_latency"].items())
+    return [
+        (f"6 exports vs the Keras model, max abs. probability difference ({exp['faces']} faces)", checked,
+         "every format verified", yes(all(row["verified"] for row in formats.values()))),
+        ("6 one face, p50 (ms) per runtime", latency, "-", "-"),
+    ]
+
+
+def quick_trial_rows(trial: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Rows of bench.quick_trial: wall time and PrivateTest accuracy of each recorded run."""
+    if not trial:
+        return []
+    out = []
+    for run in trial["runs"]:
+        loads = run.get("load_average_1min_while_training") or [0]
+        out.append((f"7 quick trial {run['run']}: command -> evaluated run (s), PrivateTest accuracy",
+                    f"{run['wall_s']} s, {100 * run['private_test_accuracy']:.1f}% (1-min load up to "
+                    f"{max(loads):.1f})", trial["target"], yes(run.get("meets_target"))))
     return out
 
 
@@ -145,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     table = rows(args.quick)
-    for name in ("input_pipeline", "train_step", "predict_latency", "dashboard", "memory"):
+    from bench.all import BENCHMARKS
+
+    for name in BENCHMARKS:
         if load(name, args.quick) is None:
             table.append((name, f"not run: `python -m bench.{name}`", "", ""))
     print("| measurement | result | target | status |")

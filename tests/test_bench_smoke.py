@@ -133,6 +133,13 @@ def test_report_table_from_results(tmp_path):
         "workers": {"mini_xception": {"peak_rss_mb": 1044.7}},
         "prediction": {"requests": 20, "growth_after_warmup_mb": 12.5,
                        "rss_mb_after_request": {"1": 700.0, "20": 712.5}}}))
+    (results / "stop_latency-quick.json").write_text(json.dumps({
+        "benchmark": "stop_latency", "quick": True, "data": "synthetic", "target_s": 5.0,
+        "stops": [{"stop_to_status_s": 6.5}], "stop_to_status_max_s": 6.5, "stop_to_status_median_s": 6.5}))
+    (results / "quick_trial-quick.json").write_text(json.dumps({
+        "benchmark": "quick_trial", "target": ">= 40% PrivateTest in < 300 s",
+        "runs": [{"run": "q1", "wall_s": 250.0, "private_test_accuracy": 0.46,
+                  "load_average_1min_while_training": [1.2, 1.9], "meets_target": True}]}))
     env = {**os.environ, "FER_BENCH_RESULTS": str(results)}
     result = subprocess.run([sys.executable, "-m", "bench.report", "--quick"], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=60, check=False)
@@ -142,6 +149,12 @@ def test_report_table_from_results(tmp_path):
     assert "| 5 worker peak RSS, mini_xception (MiB) | 1044.7 | measure | - |" in lines
     growth = next(line for line in lines if line.startswith("| 5 RSS growth over 20 predictions"))
     assert growth.endswith("| no growth | **missed** |")  # 12.5 MiB is growth
+    assert ("| 7 quick trial q1: command -> evaluated run (s), PrivateTest accuracy | 250.0 s, 46.0% "
+            "(1-min load up to 1.9) | >= 40% PrivateTest in < 300 s | met |") in lines
+    assert ("| 8 Stop -> run recorded as stopped, 1 stops (synthetic), median / max (s) | 6.5 / 6.5 "
+            "| <= 5 s | **missed** |") in lines
+    # Every benchmark of bench.all without a result says how to produce it.
+    assert "| detectors | not run: `python -m bench.detectors` |  |  |" in lines
 
 
 def test_dataset_import(tmp_path):
