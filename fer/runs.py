@@ -18,7 +18,7 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,25 @@ def create_run(config: TrainConfig, root: Path | None = None, run_id: str | None
                 raise RunError(f"a run named {run_id!r} already exists") from None
             continue
         folder = RunFolder(path)
-        folder.write_config(config)
+        folder.write_config(anchored_data(config))
         folder.write_status(state="created", created=time.time())
         return path
     raise RunError("could not find a free run id")
+
+
+def anchored_data(config: TrainConfig) -> TrainConfig:
+    """``config`` with a relative dataset path that exists from here made absolute: the worker
+    runs in the project folder (and a resume may start from anywhere), so "fer2013" typed in
+    another folder would not be found there. Any other path stays as typed."""
+    if not config.data:
+        return config
+    try:
+        path = Path(config.data).expanduser()
+        if path.is_absolute() or not path.exists():
+            return config
+        return replace(config, data=os.path.abspath(path))  # links kept as typed
+    except (OSError, ValueError, RuntimeError):  # ValueError: a NUL; RuntimeError: no home folder
+        return config
 
 
 # ---- reading runs ---------------------------------------------------------------------------

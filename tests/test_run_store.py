@@ -260,3 +260,21 @@ def test_runs_list_shows_why_a_run_failed_or_is_damaged(tmp_path, capsys):
     assert "problem" in out.splitlines()[0]
     assert "dataset not found: /data/x does not exist" in out
     assert "status.json: created is 'yesterday', not a number" in out
+
+
+def test_a_relative_dataset_path_is_stored_as_the_folder_it_named_where_the_run_was_made(
+        tmp_path, tiny_data, monkeypatch):
+    """The worker runs in the project folder: "fer2013" typed in the dataset's parent folder must
+    still name that dataset there. A path that does not exist here stays as typed (the worker's
+    error then shows it); an absolute path or none stays as it is."""
+    monkeypatch.chdir(tiny_data.parent)
+    root = tmp_path / "runs"
+
+    def stored(data: str) -> str:
+        run = create_run(TrainConfig.for_architecture("mini_xception", data=data), root)
+        return RunFolder(run).read_config().data
+
+    assert stored(tiny_data.name) == str(tiny_data)
+    assert stored(f"./{tiny_data.name}/../{tiny_data.name}") == str(tiny_data)
+    assert stored("no-such-folder") == "no-such-folder"
+    assert stored(str(tiny_data)) == str(tiny_data) and stored("") == ""
