@@ -31,13 +31,17 @@ SIGNED_IN = {"is_logged_in": True, "name": "Ada Lovelace", "email": "ada@example
 SIGNED_OUT = {"email": "test@example.com"}  # AppTest's default user: no is_logged_in claim
 
 
-def open_as(page: str, auth: bool, user: dict | None = None, query_params: dict | None = None) -> AppTest:
-    """``app_pages/<page>.py`` with or without an [auth] secrets section, as ``user``.
+def open_as(page: str, auth: bool, user: dict | None = None, query_params: dict | None = None,
+            access: dict | None = None) -> AppTest:
+    """``app_pages/<page>.py`` with or without an [auth] secrets section (and ``access`` as its
+    [access] section), as ``user``.
 
     Secrets are always given, so a developer's own .streamlit/secrets.toml cannot change the result.
     """
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.secrets.update({"auth": dict(AUTH)} if auth else {"unrelated": "value"})
+    if access is not None:
+        app.secrets["access"] = access
     app.user = dict(user or SIGNED_OUT)
     app.run()
     app.query_params.update(query_params or {})
@@ -232,6 +236,50 @@ def test_signed_in_user_can_upload(fake_predictor):
     app = open_as("predict", auth=True, user=SIGNED_IN)
     no_exception(app)
     assert app.get("file_uploader") and not notices(app)
+
+
+# --- auth configured with an [access] allowed list ------------------------------------------------
+
+
+@pytest.mark.parametrize("allowed", [["ada@example.com"], ["ADA@Example.com "], ["@example.com"],
+                                     "ada@example.com", ["bob@example.org", "@example.com"]])
+def test_a_user_on_the_allowed_list_can_launch(tiny_data, launched, allowed):
+    app = open_as("train", auth=True, user=SIGNED_IN, access={"allowed": allowed})
+    app.text_input(key="train.data").set_value(str(tiny_data)).run()
+    button(app, "Launch training").click().run()
+    no_exception(app)
+    assert len(launched) == 1 and not app.error
+
+
+@pytest.mark.parametrize("access, user", [
+    ({"allowed": ["bob@example.org"]}, SIGNED_IN),
+    ({"allowed": ["@example.org"]}, SIGNED_IN),
+    ({"allowed": ["@example.com"]}, {**SIGNED_IN, "email": "ada@example.com.evil.org"}),
+    ({"allowed": ["ada@example.com"]}, {**SIGNED_IN, "email_verified": False}),
+    ({"allowed": ["ada@example.com"]}, {"is_logged_in": True, "name": "Ada"}),  # no e-mail claim
+    ({"allowed": 42}, SIGNED_IN),  # a list that is not one allows nobody
+    ({}, SIGNED_IN),  # an [access] section without a list too
+], ids=["other-user", "other-domain", "domain-suffix", "unverified", "no-email", "not-a-list", "no-list"])
+def test_a_signed_in_user_off_the_allowed_list_can_look_but_not_act(tiny_data, launched, access, user):
+    app = open_as("train", auth=True, user=user, access=access)
+    no_exception(app)
+    app.text_input(key="train.data").set_value(str(tiny_data)).run()
+    assert button(app, "Launch training").disabled
+    refusals = [text for text in texts(app.warning)
+                if text.startswith("You cannot ") and "launch training" in text]
+    assert refusals and "allowed" in refusals[0] and "Sign in" not in [b.label for b in app.button]
+    assert any("you can look, but not act" in text for text in texts(app.sidebar.caption))
+    force_click(app, "Launch training")
+    no_exception(app)
+    assert launched == [] and experiments(experiments_dir()) == []
+
+
+def test_an_allowed_list_without_auth_changes_nothing(tiny_data, launched):
+    """[access] narrows who of the signed-in users may act; with no sign-in (localhost) it is moot."""
+    app = open_as("train", auth=False, access={"allowed": ["bob@example.org"]})
+    app.text_input(key="train.data").set_value(str(tiny_data)).run()
+    button(app, "Launch training").click().run()
+    assert len(launched) == 1
 
 
 # --- no auth configured (a dashboard on localhost): as before ----------------------------------
