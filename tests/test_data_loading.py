@@ -168,16 +168,32 @@ def test_csv_with_wrong_pixel_count_names_the_row(tmp_path):
 @pytest.mark.parametrize(("row", "message"), [
     ("9,{pixels},Training", "emotion values must be 0..6"),
     ("1,{pixels},Validation", "unknown Usage value"),
-    ("x,{pixels},Training", "non-numeric"),
+    ("x,{pixels},Training", "non-numeric emotion"),
+    ("1,x {pixels_but_one},Training", r"row \d+ has non-numeric pixel values"),
+    ("1,1.5 {pixels_but_one},Training", r"row \d+ has non-numeric pixel values"),
+    ("1,-1 {pixels_but_one},Training", r"pixel values must be in 0..255 \(row \d+ is not\)"),
+    ("1,256 {pixels_but_one},Training", r"pixel values must be in 0..255"),
+    ("1,,Training", r"row \d+ has 0 pixel values"),
 ])
 def test_csv_with_bad_values_is_a_data_error(tmp_path, row, message):
     """Out-of-range emotions, unknown Usage and non-numbers are DataErrors, not crashes."""
     path = write_fer_csv(tmp_path / "fer2013.csv")
     pixels = " ".join(["0"] * IMAGE_SIZE * IMAGE_SIZE)
     with path.open("a") as handle:
-        handle.write(row.format(pixels=pixels) + "\n")
+        handle.write(row.format(pixels=pixels, pixels_but_one=pixels[2:]) + "\n")
     with pytest.raises(DataError, match=message):
         load_dataset(path)
+
+
+def test_csv_pixels_are_read_exactly(tmp_path):
+    """Row by row in C: every value lands where it was, whatever whitespace separates them."""
+    path = write_fer_csv(tmp_path / "fer2013.csv")
+    values = np.arange(IMAGE_SIZE * IMAGE_SIZE) % 256
+    with path.open("a") as handle:
+        handle.write("3,\"" + "  ".join(map(str, values)) + " \",PrivateTest\n")
+    test = load_dataset(path).test
+    assert test.images.dtype == np.uint8
+    assert np.array_equal(test.images[-1], values.reshape(IMAGE_SIZE, IMAGE_SIZE)) and test.labels[-1] == 3
 
 
 def test_csv_without_a_split_is_a_data_error(tmp_path):
