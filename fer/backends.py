@@ -84,13 +84,11 @@ def jax_cache_dir() -> Path | None:
 
 def use_compilation_cache(backend: str | None = None) -> Path | None:
     """Keep JAX's compiled functions in ``jax_cache_dir()`` when this process runs Keras on JAX;
-    call before JAX compiles anything. Returns the folder in use (None: not JAX, off, or the
-    user's own ``JAX_COMPILATION_CACHE_DIR``)."""
-    if (backend or default_backend()) != "jax":
+    call before JAX compiles anything. Returns the folder it set up; None when there is nothing
+    to set up: not JAX, switched off, or ``JAX_COMPILATION_CACHE_DIR`` already set (by the user,
+    or by an earlier call, whose settings this process and its children keep)."""
+    if (backend or default_backend()) != "jax" or "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return None
-    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
-        ours = os.environ.get("FER_JAX_CACHE_IN_USE")
-        return Path(ours) if ours and ours == os.environ["JAX_COMPILATION_CACHE_DIR"] else None
     folder = jax_cache_dir()
     if folder is None:
         return None
@@ -104,5 +102,4 @@ def use_compilation_cache(backend: str | None = None) -> Path | None:
             sys.modules["jax"].config.update(name, value)
     else:  # read by JAX when it is imported
         os.environ.update({name.upper(): str(value) for name, value in settings.items()})
-    os.environ["FER_JAX_CACHE_IN_USE"] = str(folder)
     return folder

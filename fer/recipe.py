@@ -11,7 +11,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from fer.architectures import ARCHITECTURES
@@ -149,12 +148,6 @@ def check_free_space(folder: RunFolder, model: Any, epoch: int) -> None:
                       str(folder.path))
 
 
-def staging_model_file(folder: RunFolder) -> Path:
-    """Where the best network is written before it replaces model.keras (same folder, so the
-    replacement is one rename)."""
-    return folder.path / ".model.saving.keras"
-
-
 def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], None], steps: int,
               best_so_far: float | None, files_lock: FilesLock | None = None) -> list:
     """Keras callbacks of a run: live progress, history.csv, the best network, status, the
@@ -238,14 +231,14 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
         empty or truncated model.keras."""
 
         def __init__(self, **kwargs) -> None:
-            super().__init__(str(staging_model_file(folder)), **kwargs)
+            super().__init__(str(folder.model_staging_file), **kwargs)
 
         @property
         def model(self):
             return network_of(super().model)
 
         def _save_model(self, epoch, batch, logs):
-            staging = staging_model_file(folder)
+            staging = folder.model_staging_file
             staging.unlink(missing_ok=True)
             super()._save_model(epoch, batch, logs)
             if staging.is_file():  # saved: this epoch is the best so far

@@ -9,6 +9,7 @@ because every file of a run has its reader and writer here, and nowhere else).
         history.csv              one row per completed epoch (Keras' CSVLogger): HISTORY_COLUMNS
         notes.json               the user's tags and notes (fer.schemas.NOTES_SCHEMA)
         model.keras              the network of the best epoch on validation accuracy
+        .model.saving.keras      a new best network while it is written; then it replaces model.keras
         backup/                  Keras BackupAndRestore: the resume point
         eval/, eval-<tta>/       an evaluation: metrics.json, predictions.csv, misclassified.npz
                                  and, for an evaluation run in the background (fer.evaluate),
@@ -189,6 +190,12 @@ class RunFolder:
     @property
     def model_file(self) -> Path:
         return self.path / "model.keras"
+
+    @property
+    def model_staging_file(self) -> Path:
+        """Where a new best network is written before it replaces ``model_file`` (same folder,
+        so the replacement is one rename)."""
+        return self.path / ".model.saving.keras"
 
     @property
     def backup_dir(self) -> Path:

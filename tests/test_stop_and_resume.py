@@ -160,7 +160,6 @@ def test_best_network_is_replaced_atomically(tmp_path, monkeypatch):
     best network intact; a completed save replaces it and leaves no staging file."""
     keras = pytest.importorskip("keras")
     from fer.recipe import callbacks as run_callbacks
-    from fer.recipe import staging_model_file
 
     folder = RunFolder(tmp_path)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -170,7 +169,7 @@ def test_best_network_is_replaced_atomically(tmp_path, monkeypatch):
     checkpoint.set_model(model)
     checkpoint.on_epoch_end(0, {"val_accuracy": 0.5})
     first = folder.model_file.read_bytes()
-    assert zipfile.is_zipfile(folder.model_file) and not staging_model_file(folder).exists()
+    assert zipfile.is_zipfile(folder.model_file) and not folder.model_staging_file.exists()
 
     def dies_halfway(self, filepath, **kwargs):
         Path(filepath).write_bytes(first[:100])
@@ -187,7 +186,7 @@ def test_best_network_is_replaced_atomically(tmp_path, monkeypatch):
     model.layers[0].kernel.assign(model.layers[0].kernel + 1.0)
     checkpoint.on_epoch_end(3, {"val_accuracy": 0.7})
     assert folder.model_file.read_bytes() != first and zipfile.is_zipfile(folder.model_file)
-    assert not staging_model_file(folder).exists()
+    assert not folder.model_staging_file.exists()
 
 
 @pytest.mark.timeout(300)
