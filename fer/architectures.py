@@ -90,6 +90,18 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
             defaults={**VGG_FER_RECIPE, "dropout": 0.3},
         ),
         ArchitectureInfo(
+            name="vgg_fer_cpu",
+            title="VGG-FER CPU",
+            description="VGG-FER's eight 3x3 conv-BN-ReLU layers at half width (32-256) with one "
+                        "256-unit head, random 40x40 crops, SGD + Nesterov with a cosine decay "
+                        "over 60 epochs: sized for a few hours on a 2-core CPU.",
+            source="Khaireddin & Chen (2021), arXiv:2105.03588, half width; fer-lab's CPU preset",
+            params=1_767_399,
+            # VGG-FER's augmentation and optimizer; a schedule sized to the whole run (cosine to
+            # zero) instead of a plateau schedule that a short run never gets to decay.
+            defaults={**VGG_FER_RECIPE, "epochs": 60, "lr_schedule": "cosine", "dropout": 0.3},
+        ),
+        ArchitectureInfo(
             name="seed_cnn_a",
             title="Seed CNN A (notebook 000)",
             description="Five 4x4 convolutions (64, 64 | 128 | 128, 128), each ReLU then batch "

@@ -136,11 +136,12 @@ def evaluate_run(run_dir: Path, dataset=None, tta: str = "none",
     accuracies; recording them in the run's status is the caller's (the worker's) business.
     """
     from fer.data import load_dataset
+    from fer.ensemble import data_config, is_ensemble
     from fer.predict import Predictor
 
     predictor = Predictor.load(run_dir)  # before the dataset: a bad model fails fast
     if dataset is None:
-        config = RunFolder(run_dir).read_config()
+        config = data_config(run_dir) if is_ensemble(run_dir) else RunFolder(run_dir).read_config()
         dataset = load_dataset(config.data or None, config.validation_split, config.seed,
                                config.max_train_samples)
     splits = {"val": dataset.val, "test": dataset.test}

@@ -107,13 +107,29 @@ def _logits_tail(model, path: list):
     return head, keras.Model(activation, logits), True
 
 
+def ensemble_members(model) -> list:
+    """The member networks of an ensemble model (``fer.ensemble``: nested models averaged by its
+    last layer), or [] for any other model."""
+    if not model.layers or type(model.layers[-1]).__name__ != "Average":
+        return []
+    return [layer for layer in model.layers if hasattr(layer, "layers") and hasattr(layer, "inputs")]
+
+
 class GradCam:
-    """Grad-CAM for a loaded FER model (raw 0-255 pixels in, softmax over ``CLASSES`` out)."""
+    """Grad-CAM for a loaded FER model (raw 0-255 pixels in, softmax over ``CLASSES`` out).
+
+    For an ensemble each member's map explains the class the ensemble chose (or the one asked
+    for) and the maps are averaged: where the members together looked."""
 
     def __init__(self, model: Any):
         import keras
 
         self.model = model
+        self.members = [GradCam(member) for member in ensemble_members(model)]
+        if self.members:
+            self.layer_name = ", ".join(f"{member.model.name}/{member.layer_name}" for member in self.members)
+            self.grid = max((member.grid for member in self.members), key=lambda grid: grid[0])
+            return
         self.path = target_layers(model)
         self.layer_name = "/".join(layer.name for layer in self.path)
         self.head, self.tail, self.logits = _logits_tail(model, self.path)
@@ -148,10 +164,25 @@ class GradCam:
                 raise ExplainError(f"classes must be one index 0-{len(CLASSES) - 1} into fer.CLASSES "
                                    f"or one per face ({count}), got {classes!r}")
         maps = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+        if self.members:
+            return self._ensemble_maps(batch, wanted)
         for start in range(0, count, BATCH):
             part = slice(start, start + BATCH)
             maps[part], wanted[part] = self._explain(batch[part][..., None], wanted[part])
         return maps, wanted
+
+    def _ensemble_maps(self, batch: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if np.any(wanted < 0):
+            from keras import ops
+
+            outputs = [self.model(batch[start:start + BATCH, ..., None], training=False)
+                       for start in range(0, len(batch), BATCH)]
+            chosen = np.concatenate([ops.convert_to_numpy(output).argmax(axis=1) for output in outputs])
+            wanted = np.where(wanted < 0, chosen, wanted)
+        total = sum(member.heatmaps(batch, wanted)[0] for member in self.members)
+        tops = total.max(axis=(1, 2), keepdims=True)
+        maps = np.where(tops > 0, total / np.where(tops > 0, tops, 1.0), 0.0).astype(np.float32)
+        return maps, wanted.astype(np.int64)
 
     def _explain(self, batch: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         activations, gradients, classes = self._gradients(batch, wanted)

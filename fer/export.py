@@ -244,9 +244,12 @@ def verification_faces(model_dir: Path, count: int = VERIFY_FACES) -> tuple[np.n
     model's dataset, or of the default dataset (FER_DATA or data/); synthetic faces when there is
     none. ``count`` 0 takes every test face."""
     from fer.data import DataError, load_dataset
+    from fer.ensemble import is_ensemble, read_manifest
     from fer.run_folder import RunFolder
 
-    configured = (RunFolder(model_dir).read_config_values() or {}).get("data") or None
+    settings = (read_manifest(model_dir).get("data") or {}) if is_ensemble(model_dir) else \
+        (RunFolder(model_dir).read_config_values() or {})
+    configured = settings.get("data") or None
     locations = [configured, None] if isinstance(configured, str) else [None]
     for location in locations:
         try:

@@ -17,6 +17,8 @@ from keras import layers, regularizers
 from fer import INPUT_SHAPE, NUM_CLASSES
 from fer.config import TrainConfig
 
+# vgg_fer_cpu's stage widths (half of VGG-FER's): chosen by speed and proxy runs on a 2-core CPU.
+CPU_WIDTHS = (32, 64, 128, 256)
 # Keras' Dropout needs a rate below 1; the seed presets scale some rates above ``dropout``.
 MAX_DROPOUT = 0.9
 
@@ -66,9 +68,10 @@ def mini_xception(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="mini_xception")
 
 
-def _vgg_fer_trunk(x: keras.KerasTensor, reg: regularizers.Regularizer | None) -> keras.KerasTensor:
+def _vgg_fer_trunk(x: keras.KerasTensor, reg: regularizers.Regularizer | None,
+                   widths: tuple[int, ...] = (64, 128, 256, 512)) -> keras.KerasTensor:
     """VGG-FER's four stages of two 3x3 conv-BN-ReLU blocks (64-512 filters), each max-pooled."""
-    for filters in (64, 128, 256, 512):
+    for filters in widths:
         for _ in range(2):
             x = layers.Conv2D(filters, 3, padding="same", kernel_regularizer=reg)(x)
             x = layers.BatchNormalization()(x)
@@ -103,6 +106,25 @@ def vgg_fer_compact(config: TrainConfig) -> keras.Model:
     x = layers.Dense(256, activation="relu", kernel_regularizer=reg)(x)
     x = layers.Dropout(config.dropout)(x)
     return keras.Model(inputs, _classifier(x), name="vgg_fer_compact")
+
+
+def vgg_fer_narrow(config: TrainConfig, widths: tuple[int, ...], name: str) -> keras.Model:
+    """VGG-FER's trunk with other stage widths and ``vgg_fer_compact``'s 256-unit head."""
+    reg = _l2(config)
+    inputs, x = _inputs()
+    x = layers.Flatten()(_vgg_fer_trunk(x, reg, widths))
+    x = layers.Dropout(config.dropout)(x)
+    x = layers.Dense(256, activation="relu", kernel_regularizer=reg)(x)
+    x = layers.Dropout(config.dropout)(x)
+    return keras.Model(inputs, _classifier(x), name=name)
+
+
+def vgg_fer_cpu(config: TrainConfig) -> keras.Model:
+    """VGG-FER's trunk at half its width (32-256 filters: a quarter of its multiply-adds) with
+    ``vgg_fer_compact``'s 256-unit head: the network fer-lab trains on a CPU. Dense 3x3
+    convolutions of 32+ channels keep a CPU's vector units busy, where depthwise ones do not
+    (``python -m bench.cpu_preset`` measures the candidates)."""
+    return vgg_fer_narrow(config, CPU_WIDTHS, "vgg_fer_cpu")
 
 
 def _rate(config: TrainConfig, factor: float) -> float:
@@ -215,6 +237,7 @@ BUILDERS: dict[str, Callable[[TrainConfig], keras.Model]] = {
     "mini_xception": mini_xception,
     "vgg_fer": vgg_fer,
     "vgg_fer_compact": vgg_fer_compact,
+    "vgg_fer_cpu": vgg_fer_cpu,
     "seed_cnn_a": seed_cnn_a,
     "seed_cnn_b": seed_cnn_b,
     "seed_cnn_b2": seed_cnn_b2,

@@ -60,15 +60,45 @@ REMEDY = "retrain the model or pick another one"  # ends the message of every da
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """The .keras file for ``model``: None (shipped default), a run folder, or a .keras file."""
+    """The .keras file for ``model``: None (shipped default), a run folder, or a .keras file; for
+    an ensemble folder (or its ensemble.json), its ensemble.json once its members are checked."""
+    from fer.ensemble import ENSEMBLE_FILE, EnsembleError, check_members, ensemble_folder, is_ensemble
+
     path = RunFolder(DEFAULT_MODEL_DIR).model_file if model in (None, "") else Path(model)
+    if is_ensemble(path):
+        try:
+            check_members(path)
+        except EnsembleError as exc:
+            raise ModelError(str(exc)) from None
+        return ensemble_folder(path) / ENSEMBLE_FILE
     if path.is_dir():
         path = RunFolder(path).model_file
+    check_model_file(path)
+    return path
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse (ModelError) a path that is not a regular, whole .keras archive, before Keras opens it."""
     _check_regular_file(path)
     if path.suffix != ".keras":
         raise ModelError(f"{path} is not a .keras model file (other formats are not loaded)")
     _check_archive(path)
-    return path
+
+
+def load_keras_model(path: Path):
+    """A checked .keras file loaded with ``safe_mode`` (no Lambda code), refused unless it maps
+    48x48x1 faces to the 7 classes."""
+    import keras
+
+    try:
+        loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
+        raise _load_error(path, exc) from None
+    inputs, outputs = tuple(loaded.input_shape), tuple(loaded.output_shape)
+    if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
+        raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
+                         f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
+    return loaded
 
 
 def _check_regular_file(path: Path) -> None:
@@ -111,19 +141,21 @@ class Predictor:
 
     @classmethod
     def load(cls, model: str | Path | None = None) -> Predictor:
+        """The shipped model (None), a run folder, a .keras file, or an ensemble folder (its
+        members' probabilities averaged by one Keras model: see ``fer.ensemble``)."""
         path = resolve_model_path(model)
         use_compilation_cache()
-        import keras
+        from fer import ensemble
 
-        try:
-            loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-        except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
-            raise _load_error(path, exc) from None
-        inputs, outputs = tuple(loaded.input_shape), tuple(loaded.output_shape)
-        if inputs[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or outputs[1:] != (len(CLASSES),):
-            raise ModelError(f"{path} is not a FER model: input {inputs}, output {outputs}; "
-                             f"expected (None, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) -> (None, {len(CLASSES)})")
-        predictor = cls(loaded, path, describe_model(path), _trained_crop(path) or TEN_CROP_SIZE)
+        if path.name == ensemble.ENSEMBLE_FILE:
+            try:
+                loaded, crop = ensemble.load_model(path)
+            except ensemble.EnsembleError as exc:
+                raise ModelError(str(exc)) from None
+            predictor = cls(loaded, path, ensemble.describe(path), crop or TEN_CROP_SIZE)
+        else:
+            predictor = cls(load_keras_model(path), path, describe_model(path),
+                            _trained_crop(path) or TEN_CROP_SIZE)
         predictor.check_outputs()
         return predictor
 

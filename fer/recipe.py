@@ -25,16 +25,17 @@ VALIDATION_CALL_FACES = 256
 
 
 def training_model(config: TrainConfig, steps_per_epoch: int, jit_compile: Any = "auto",
-                   steps_per_call: int | None = None):
+                   steps_per_call: int | None = None, network=None):
     """The run's network with its augmentation in front, compiled with the run's optimizer and
     loss (call it inside ``fer.devices.training_scope``). ``steps_per_call`` overrides
-    ``steps_per_execution(config, steps_per_epoch)``."""
+    ``steps_per_execution(config, steps_per_epoch)``; ``network`` replaces the architecture's
+    (a benchmark's candidate trained with the same recipe)."""
     import keras
 
     from fer.augment import with_augmentation
     from fer.models import build_model
 
-    model = with_augmentation(build_model(config), config)
+    model = with_augmentation(network if network is not None else build_model(config), config)
     model.compile(
         optimizer=optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(

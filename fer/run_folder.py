@@ -584,7 +584,8 @@ def check_resumable_config(run_dir: Path) -> None:
 
 
 def describe_model(model_file: Path) -> str:
-    """"<run> (<architecture>, <test accuracy>)" for the model.keras of a run or model folder."""
+    """"<run> (<architecture>, <test accuracy>)" for the model.keras of a run or model folder (an
+    ensemble's ensemble.json: "<name> (ensemble of N: <architectures>, <test accuracy>)")."""
     from fer import DEFAULT_MODEL_DIR
 
     folder = RunFolder(Path(model_file).parent)
@@ -595,6 +596,10 @@ def describe_model(model_file: Path) -> str:
     accuracy = test.get("accuracy") if isinstance(test, dict) else None
     name = "shipped default" if folder.path == DEFAULT_MODEL_DIR else folder.name
     details = [str(config.get("architecture", "?"))]
+    if Path(model_file).name == "ensemble.json":
+        from fer.ensemble import summary
+
+        details = [summary(folder.path)]
     if isinstance(accuracy, (int, float)):
         details.append(f"{accuracy:.1%} test accuracy")
     return f"{name} ({', '.join(details)})"

@@ -209,7 +209,8 @@ def _exists(path: Path) -> bool:
 
 
 def available_models() -> list[tuple[str, Path]]:
-    """(label, path) for the shipped default model and every run with a model.keras."""
+    """(label, path) for the shipped default model, every run with a model.keras and every
+    ensemble (its ensemble.json)."""
     from fer import DEFAULT_MODEL_DIR
 
     models: list[tuple[str, Path]] = []
@@ -220,6 +221,10 @@ def available_models() -> list[tuple[str, Path]]:
         path = RunFolder(run.path).model_file
         if run.state != DAMAGED and is_regular_file(path):
             models.append((f"{describe_model(path)} [{run.state}]", path))
+    from fer.ensemble import ENSEMBLE_FILE, find_ensembles
+
+    models += [(describe_model(folder / ENSEMBLE_FILE), folder / ENSEMBLE_FILE)
+               for folder in find_ensembles()]
     return models
 
 
