@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -14,6 +15,17 @@ from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
+from fer.ensemble import (
+    MAX_MEMBERS,
+    MIN_MEMBERS,
+    EnsembleError,
+    find_ensembles,
+    is_ensemble,
+    make_ensemble,
+    model_file,
+    read_manifest,
+)
+from fer.ensemble import summary as ensemble_summary
 from fer.evaluate import (
     JOB_ACTIVE_STATES,
     EvaluationJobError,
@@ -53,11 +65,12 @@ JOB_REFRESH_S = 1.0
 
 def has_model_or_evaluation(path: Path) -> bool:
     folder = RunFolder(path)
-    return bool(run_file(folder.eval_dir(), METRICS) or run_file(folder.path, folder.model_file.name))
+    return bool(run_file(folder.eval_dir(), METRICS) or run_file(folder.path, model_file(path).name))
 
 
 def sources() -> dict[str, tuple[str, Path]]:
-    """key -> (label, folder) for the shipped model and every run with a model or an evaluation."""
+    """key -> (label, folder) for the shipped model, every run with a model or an evaluation, and
+    every ensemble."""
     found: dict[str, tuple[str, Path]] = {}
     if has_model_or_evaluation(DEFAULT_MODEL_DIR):
         found[DEFAULT_KEY] = ("Shipped default model", DEFAULT_MODEL_DIR)
@@ -66,7 +79,57 @@ def sources() -> dict[str, tuple[str, Path]]:
             continue
         if has_model_or_evaluation(run.path):
             found[run.run_id] = (f"{run.run_id} ({run.state})", run.path)
+    for folder in find_ensembles():
+        found.setdefault(folder.name, (f"{folder.name} ({ensemble_summary(folder)})", folder))
     return found
+
+
+def ensemble_candidates(known: dict[str, tuple[str, Path]]) -> dict[str, str]:
+    """run id -> label of the runs whose networks can join an ensemble (a model.keras, not training)."""
+    return {key: label for key, (label, folder) in known.items()
+            if key != DEFAULT_KEY and not is_ensemble(folder)
+            and run_file(folder, RunFolder(folder).model_file.name) is not None}
+
+
+def make_ensemble_section(known: dict[str, tuple[str, Path]]) -> None:
+    """"Make an ensemble of these runs": choose runs and a name; the ensemble is made (its members'
+    files checked and copied) and evaluated in the background, then shown here."""
+    candidates = ensemble_candidates(known)
+    with st.expander("Make an ensemble of these runs", icon=":material/join:"):
+        st.caption("An ensemble averages the probabilities of several runs' networks: usually a point "
+                   "or two more accurate than its best member, and as many times slower. It is kept as "
+                   "a folder of copies of the members' models beside the runs, and can be evaluated, "
+                   "used on Predict and exported like a run.")
+        if len(candidates) < MIN_MEMBERS:
+            st.caption(f"It needs at least {MIN_MEMBERS} runs with a model; "
+                       f"{'one is' if len(candidates) == 1 else f'{len(candidates)} are'} here.")
+            return
+        if not actions_allowed():
+            sign_in_notice("make an ensemble")
+            return
+        with st.form("evaluate.ensemble"):
+            chosen = st.multiselect("Runs", list(candidates), format_func=candidates.get,
+                                    max_selections=MAX_MEMBERS, key="evaluate.ensemble.runs")
+            name = st.text_input("Name", value=f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}",
+                                 key="evaluate.ensemble.name", max_chars=100)
+            submitted = st.form_submit_button("Make the ensemble", icon=":material/join:", type="primary")
+        if not submitted:
+            return
+        try:
+            folder = make_ensemble([known[key][1] for key in chosen], name.strip())
+        except EnsembleError as exc:
+            st.error(f"Could not make the ensemble: {escape_markdown(str(exc))}")
+            return
+        from fer.predict import ModelError
+
+        try:
+            start_job(folder, "none")
+        except (EvaluationJobError, ModelError, OSError) as exc:
+            st.warning(f"Made {escape_markdown(folder.name)}, but could not start its evaluation: "
+                       f"{escape_markdown(str(exc))}")
+        st.session_state[SOURCE] = folder.name
+        sync_query_params()
+        st.rerun()
 
 
 def requested_source(known: dict[str, tuple[str, Path]]) -> str | None:
@@ -107,10 +170,15 @@ def evaluate_with_tta(folder: Path, mode: str) -> None:
         evaluation_progress(str(folder), mode)
         return
     title = TTA_TITLES[mode].lower()
-    st.info(f"This model has not been evaluated with {title} test-time augmentation yet: the model "
-            f"sees {TTA_MODES[mode]} of every validation and test face and their predictions are "
-            "averaged. It runs in the background and takes a few minutes on a CPU; this page and the "
-            "rest of the dashboard stay usable meanwhile.")
+    if mode == "none":
+        st.info("This ensemble has not been evaluated yet: every member sees every validation and "
+                "test face and their probabilities are averaged. It runs in the background; this page "
+                "and the rest of the dashboard stay usable meanwhile.")
+    else:
+        st.info(f"This model has not been evaluated with {title} test-time augmentation yet: the model "
+                f"sees {TTA_MODES[mode]} of every validation and test face and their predictions are "
+                "averaged. It runs in the background and takes a few minutes on a CPU; this page and the "
+                "rest of the dashboard stay usable meanwhile.")
     done = f" (batch {job.get('batch') or 0} of {job['batches']})" if job.get("batches") else ""
     if state == "stopped":
         st.warning(f"The last {title} evaluation was stopped before it finished{done}.")
@@ -122,7 +190,8 @@ def evaluate_with_tta(folder: Path, mode: str) -> None:
     if not actions_allowed():
         sign_in_notice("run an evaluation")
         return
-    if not st.button(f"Evaluate with {title} TTA", key=f"evaluate.run_tta.{mode}", type="primary"):
+    label = "Evaluate this ensemble" if mode == "none" else f"Evaluate with {title} TTA"
+    if not st.button(label, key=f"evaluate.run_tta.{mode}", type="primary"):
         return
     from fer.predict import ModelError
 
@@ -148,8 +217,8 @@ def evaluation_progress(folder: str, mode: str) -> None:
     stopping = RunFolder(folder).eval_stop_requested(mode)
     if stopping:
         text = "Stopping after the batch in progress…"
-    st.progress(fraction, text=f"Evaluating with {TTA_TITLES[mode].lower()} test-time augmentation: "
-                               f"{text}")
+    what = "without" if mode == "none" else f"with {TTA_TITLES[mode].lower()}"
+    st.progress(fraction, text=f"Evaluating {what} test-time augmentation: {text}")
     st.caption("It runs in the background: leave this page or use the rest of the dashboard "
                "meanwhile; its results show here when it is done.")
     if stopping:
@@ -171,6 +240,9 @@ def damaged_evaluation(problems: list[str]) -> None:
 
 
 def no_evaluation(folder: Path) -> None:
+    if is_ensemble(folder):
+        evaluate_with_tta(folder, "none")
+        return
     try:
         shown = folder.relative_to(PROJECT_ROOT)
     except ValueError:
@@ -183,10 +255,27 @@ def no_evaluation(folder: Path) -> None:
     st.code(f"python -m fer.evaluate --run {shlex.quote(str(shown))}", language="bash")
 
 
+def ensemble_members(folder: Path) -> None:
+    """The members of an ensemble: where each came from and its validation accuracy."""
+    try:
+        members = read_manifest(folder)["members"]
+    except EnsembleError as exc:
+        st.error(escape_markdown(str(exc)))
+        return
+    rows = [{"member": member["name"], "architecture": member.get("architecture"),
+             "validation accuracy": member.get("val_accuracy"),
+             "ten-crop side": member.get("crop") or None} for member in members]
+    st.caption(f"Ensemble of {len(members)} networks; its probabilities are their average.")
+    st.dataframe(rows, hide_index=True, column_config={
+        "validation accuracy": st.column_config.NumberColumn(format="percent")})
+
+
 def summary(folder: Path, metrics: dict, baseline: dict | None = None) -> None:
     config, _ = RunFolder(folder).read_config_checked()
     architecture = ARCHITECTURES.get(config.get("architecture", ""))
-    if architecture:
+    if is_ensemble(folder):
+        ensemble_members(folder)
+    elif architecture:
         st.caption(f"{architecture.title} · up to {config.get('epochs', '?')} epochs · "
                    f"batch {config.get('batch_size', '?')} · {config.get('optimizer', '?')} "
                    f"lr {config.get('learning_rate', '?')}")
@@ -367,6 +456,7 @@ requested = requested_source(known) if SOURCE not in st.session_state else None
 key = st.selectbox("Model", keys, index=keys.index(requested) if requested else 0, key=SOURCE,
                    format_func=lambda k: known[k][0], on_change=sync_query_params)
 folder = known[key][1]
+make_ensemble_section(known)
 export_section(folder, key)  # export and download as .keras, SavedModel, LiteRT, ONNX
 baseline, problems = read_evaluation_checked(folder)
 if baseline is None:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from fer.access import actions_allowed
+from fer.ensemble import model_file
 from fer.export import (
     ACTIVE,
     ALL,
@@ -25,7 +26,6 @@ from fer.export import (
     stop_export,
 )
 from fer.files import read_tail
-from fer.run_folder import RunFolder
 from fer.ui import escape_markdown, format_bytes, format_duration, read_run_file, run_file
 
 # While an export runs its progress is read from its job.json this often.
@@ -86,7 +86,7 @@ def result_row(title: str, size: int, result: dict[str, Any]) -> dict[str, Any]:
 
 def results(model_dir: Path, folder_path: Path, job: dict[str, Any], key: str, active: bool) -> None:
     """A table of what each export's check found, and a download button for every exported file."""
-    stamp = model_stamp(RunFolder(model_dir).model_file)
+    stamp = model_stamp(model_file(model_dir))
     found = job.get("results", {})
     rows, files, sources = [], [], []
     for name, spec in FORMATS.items():
@@ -158,12 +158,12 @@ def body(model_dir: Path, key: str, was_active: bool) -> None:
 
 
 def export_section(model_dir: Path, key: str) -> None:
-    """An "Export" expander for the model.keras of ``model_dir`` (a run or the shipped model);
+    """An "Export" expander for the model of ``model_dir`` (a run, an ensemble or the shipped model);
     nothing when there is no model. ``key`` tells widgets of several models apart."""
     from fer.workers import is_alive
 
     model_dir = Path(model_dir)
-    if run_file(model_dir, RunFolder(model_dir).model_file.name) is None:
+    if run_file(model_dir, model_file(model_dir).name) is None:
         return
     with st.expander("Export (.keras, SavedModel, LiteRT, ONNX)", icon=":material/ios_share:"):
         if is_alive(model_dir):

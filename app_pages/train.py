@@ -37,7 +37,8 @@ from fer.data import (
     summarize_dataset,
     validation_is_public_test,
 )
-from fer.queue import max_runs, queue_positions
+from fer.devices import mixed_precision_note
+from fer.queue import gpu_count, max_runs, queue_positions
 from fer.run_folder import RunError, RunFolder
 from fer.runs import create_run, experiments_dir, run_path
 from fer.train_form import (
@@ -245,6 +246,9 @@ def settings_column(group: str, values: dict[str, Any], public_test: bool | None
     for name in settings_in(group):
         if shown(name, values, public_test):
             hyperparameter_widget(form()["architecture"], name, values[name])
+            if name == "mixed_precision" and values[name]:
+                note = mixed_precision_note(values["backend"], gpu_count() > 0)
+                st.caption(f"Mixed precision here: {note}.")
         elif name == "validation_split":
             st.caption("Validation: the dataset's PublicTest split, so no fraction of train is held "
                        "out.")

@@ -146,8 +146,9 @@ PARAMETERS: dict[str, Parameter] = {
     "seed": Parameter("Seed", "random seed for shuffling, augmentation, splits and initial weights",
                       DATA_AND_LOSS, 0, 2**31 - 1),
     "mixed_precision": Parameter("Mixed precision",
-                                 "16-bit compute (bfloat16 on TPUs and recent GPUs under JAX, "
-                                 "float16 otherwise; slower on most CPUs)", HARDWARE),
+                                 "16-bit compute: bfloat16 under JAX and on CPUs with AVX-512 BF16 "
+                                 "or AMX, float16 on TensorFlow GPUs; other CPUs stay in float32, "
+                                 "where 16-bit compute is slower", HARDWARE),
     "backend": Parameter("Keras backend",
                          "Keras backend that trains the run: tensorflow or jax (must be installed)",
                          HARDWARE, choices=BACKENDS),

@@ -25,6 +25,47 @@ class DeviceError(RuntimeError):
     """The run asks for devices this machine does not have."""
 
 
+# CPU features that make bfloat16 convolutions fast in TensorFlow's oneDNN kernels (AVX-512 BF16
+# on AMD Zen 4 and Intel Cooper Lake on; AMX on Intel Sapphire Rapids on). Without them bfloat16
+# is emulated and slower than float32.
+CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.cache
+def cpu_bfloat16() -> str | None:
+    """The CPU feature flag (``CPU_BFLOAT16_FLAGS``) this machine has, or None (also off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return next((flag for flag in CPU_BFLOAT16_FLAGS if flag in flags), None)
+    except OSError:
+        pass
+    return None
+
+
+def mixed_precision_policy(backend: str, gpu: bool) -> str | None:
+    """The Keras dtype policy ``--mixed-precision`` gives: bfloat16 under JAX (TPUs, recent GPUs)
+    and on TensorFlow CPUs with bfloat16 instructions, float16 on TensorFlow GPUs, None (float32)
+    on TensorFlow CPUs without them."""
+    if backend == "jax":
+        return "mixed_bfloat16"
+    if gpu:
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_bfloat16() else None
+
+
+def mixed_precision_note(backend: str, gpu: bool) -> str:
+    """What ``--mixed-precision`` does here, for the Train page and the worker's log."""
+    policy = mixed_precision_policy(backend, gpu)
+    if policy is None:
+        return ("this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX), where 16-bit compute is "
+                "slower than 32-bit: the run trains in float32")
+    where = "a GPU" if gpu else f"this CPU ({cpu_bfloat16()})" if backend == "tensorflow" else "JAX"
+    return f"{policy.split('_')[1]} convolutions on {where}, float32 weights and softmax"
+
+
 def _add_xla_flag(flag: str) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     name = flag.split("=")[0]

@@ -77,6 +77,12 @@ def is_ensemble(path: Path | str) -> bool:
     return is_regular_file(path / ENSEMBLE_FILE)
 
 
+def model_file(folder: Path | str) -> Path:
+    """The file a model folder is loaded from: an ensemble's ensemble.json, a run's model.keras."""
+    folder = Path(folder)
+    return folder / ENSEMBLE_FILE if is_ensemble(folder) else RunFolder(folder).model_file
+
+
 def ensemble_folder(path: Path | str) -> Path:
     path = Path(path)
     return path.parent if path.name == ENSEMBLE_FILE else path

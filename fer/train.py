@@ -45,7 +45,15 @@ from fer.architectures import ARCHITECTURES
 from fer.backends import BackendError
 from fer.config import PARAMETERS, PRESETS, ConfigError, TrainConfig
 from fer.data import DataError, resolve_location
-from fer.devices import DeviceError, make_deterministic, open_devices, prepare_process, training_scope
+from fer.devices import (
+    DeviceError,
+    make_deterministic,
+    mixed_precision_note,
+    mixed_precision_policy,
+    open_devices,
+    prepare_process,
+    training_scope,
+)
 from fer.recipe import FilesLock
 from fer.run_folder import ACTIVE_STATES, RunError, RunFolder, check_resumable_config
 from fer.runs import create_run, run_path
@@ -186,9 +194,13 @@ def train_run(folder: RunFolder, stop: _StopFlag) -> dict[str, Any]:
     print(f"[fer] Keras {keras.__version__} on {keras.backend.backend()}, {device}", flush=True)
     make_deterministic(config)
     if config.mixed_precision:
-        # bfloat16 needs no loss scaling; TensorFlow's CPU and older GPUs only have fast float16.
-        keras.mixed_precision.set_global_policy(
-            "mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16")
+        # bfloat16 needs no loss scaling; TensorFlow GPUs want float16, CPUs bfloat16 where they
+        # have instructions for it (fer.devices.mixed_precision_policy).
+        gpu = not device.endswith(" x cpu")
+        policy = mixed_precision_policy(keras.backend.backend(), gpu)
+        print(f"[fer] mixed precision: {mixed_precision_note(keras.backend.backend(), gpu)}", flush=True)
+        if policy:
+            keras.mixed_precision.set_global_policy(policy)
     if config.architecture == "vgg16_transfer" and not VGG16_WEIGHTS.is_file():
         print(f"[fer] note: no ImageNet weights at {VGG16_WEIGHTS}; nothing is frozen and VGG16 "
               "trains from scratch", flush=True)

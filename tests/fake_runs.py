@@ -76,3 +76,20 @@ def hold_run_lock(run_dir: Path) -> subprocess.Popen:
 def release(process: subprocess.Popen) -> None:
     process.kill()
     process.wait()
+
+
+def model_run(root: Path, name: str, seed: int, data: Path, crop: int = 0) -> Path:
+    """A finished run folder whose model.keras is an untrained mini-Xception drawn from ``seed``
+    (different seeds give different predictions, which is all an ensemble's average needs)."""
+    import keras
+
+    from fer.config import TrainConfig
+    from fer.models import build_model
+    from fer.runs import create_run
+
+    config = TrainConfig.for_architecture("mini_xception", data=str(data), seed=seed, epochs=1, crop=crop)
+    path = create_run(config, root, name)
+    keras.utils.set_random_seed(seed)
+    build_model(config).save(RunFolder(path).model_file)
+    RunFolder(path).write_status(state="finished", best_val_accuracy=0.3 + seed / 100)
+    return path

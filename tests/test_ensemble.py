@@ -9,35 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_runs import model_run
 from helpers import run_cli
 
 from fer.config import TrainConfig
 from fer.ensemble import ENSEMBLE_FILE, EnsembleError, find_ensembles, make_ensemble, read_manifest
 from fer.predict import ModelError, Predictor
-from fer.run_folder import RunFolder
 from fer.runs import available_models, create_run, list_runs
-
-
-def tiny_run(root: Path, name: str, seed: int, data: Path, crop: int = 0) -> Path:
-    """A finished run folder whose model.keras is an untrained mini-Xception drawn from ``seed``
-    (different seeds give different predictions, which is all an average needs)."""
-    import keras
-
-    from fer.models import build_model
-
-    config = TrainConfig.for_architecture("mini_xception", data=str(data), seed=seed, epochs=1,
-                                          crop=crop)
-    path = create_run(config, root, name)
-    keras.utils.set_random_seed(seed)
-    build_model(config).save(RunFolder(path).model_file)
-    RunFolder(path).write_status(state="finished", best_val_accuracy=0.3 + seed / 100)
-    return path
 
 
 @pytest.fixture
 def two_runs(tmp_path, tiny_data) -> tuple[Path, Path, Path]:
     root = tmp_path / "experiments"
-    return root, tiny_run(root, "run-a", 1, tiny_data), tiny_run(root, "run-b", 2, tiny_data)
+    return root, model_run(root, "run-a", 1, tiny_data), model_run(root, "run-b", 2, tiny_data)
 
 
 def faces(count: int = 6) -> np.ndarray:
@@ -141,7 +125,7 @@ def test_making_an_ensemble_refuses_what_cannot_be_one(two_runs, tiny_data):
     (b / "model.keras").write_bytes(b"")
     with pytest.raises(EnsembleError, match="member run-b: .*damaged: the file is empty"):
         make_ensemble([a, b], "empty", root)
-    make_ensemble([a, tiny_run(root, "run-c", 3, tiny_data)], "taken", root)
+    make_ensemble([a, model_run(root, "run-c", 3, tiny_data)], "taken", root)
     with pytest.raises(EnsembleError, match="taken already exists"):
         make_ensemble([a, root / "run-c"], "taken", root)
     with pytest.raises(EnsembleError, match="is an ensemble"):
@@ -152,10 +136,10 @@ def test_making_an_ensemble_refuses_what_cannot_be_one(two_runs, tiny_data):
 
 def test_members_trained_on_crops_give_the_ensemble_their_ten_crop_side(tmp_path, tiny_data):
     root = tmp_path / "experiments"
-    same = make_ensemble([tiny_run(root, "c1", 1, tiny_data, crop=40),
-                          tiny_run(root, "c2", 2, tiny_data, crop=40)], "crops", root)
+    same = make_ensemble([model_run(root, "c1", 1, tiny_data, crop=40),
+                          model_run(root, "c2", 2, tiny_data, crop=40)], "crops", root)
     assert Predictor.load(same).crop_size == 40
-    mixed = make_ensemble([root / "c1", tiny_run(root, "c3", 3, tiny_data, crop=0)], "mixed", root)
+    mixed = make_ensemble([root / "c1", model_run(root, "c3", 3, tiny_data, crop=0)], "mixed", root)
     assert read_manifest(mixed)["crop"] == 0
 
 

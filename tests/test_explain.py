@@ -23,7 +23,8 @@ needs_shipped_model = pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipp
 
 # The grid Grad-CAM works on for each architecture: the last conv block before the pooling.
 EXPECTED_LAYERS = {
-    "mini_xception": (3, 3), "vgg_fer": (6, 6), "vgg_fer_compact": (6, 6), "seed_cnn_a": (12, 12),
+    "mini_xception": (3, 3), "vgg_fer": (6, 6), "vgg_fer_compact": (6, 6), "vgg_fer_cpu": (6, 6),
+    "seed_cnn_a": (12, 12),
     "seed_cnn_b": (6, 6), "seed_cnn_b2": (6, 6), "seed_cnn_c": (6, 6), "vgg16_transfer": (3, 3),
 }
 
