@@ -59,6 +59,7 @@ from fer.ui import (
 
 DEFAULT_KEY = "default"
 SOURCE = "evaluate.source"
+PICK = "evaluate.pick"  # a model to pick on the next run (a new ensemble)
 # How often the progress of a background evaluation is read again (seconds).
 JOB_REFRESH_S = 1.0
 
@@ -127,8 +128,7 @@ def make_ensemble_section(known: dict[str, tuple[str, Path]]) -> None:
         except (EvaluationJobError, ModelError, OSError) as exc:
             st.warning(f"Made {escape_markdown(folder.name)}, but could not start its evaluation: "
                        f"{escape_markdown(str(exc))}")
-        st.session_state[SOURCE] = folder.name
-        sync_query_params()
+        st.session_state[PICK] = folder.name  # picked on the next run, before the picker is drawn
         st.rerun()
 
 
@@ -450,6 +450,9 @@ if not known:
     st.stop()
 
 keys = list(known)
+if st.session_state.get(PICK) in known:
+    st.session_state[SOURCE] = st.session_state.pop(PICK)
+    sync_query_params()
 if SOURCE in st.session_state and st.session_state[SOURCE] not in known:
     del st.session_state[SOURCE]
 requested = requested_source(known) if SOURCE not in st.session_state else None
