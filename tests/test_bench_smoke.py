@@ -194,3 +194,14 @@ def test_gradcam(tmp_path):
         for count in ("faces_1", "faces_48"):
             for case in ("predicted_class", "chosen_class", "predict_faces"):
                 assert 0 < model[count][case]["p50_ms"] <= model[count][case]["p95_ms"]
+
+
+def test_cpu_preset(tmp_path):
+    """Each candidate's speed (params, MFLOPs, wall and CPU rates) and a one-epoch proxy run."""
+    out = run_bench("cpu_preset", tmp_path)
+    assert [row["candidate"] for row in out["speed"]] == ["vgg16", "tang"]
+    vgg16 = out["speed"][0]
+    assert vgg16["params"] == 592_119 and vgg16["mflops"] > 0
+    assert vgg16["images_per_s"] > 0 and vgg16["images_per_cpu_s_x_cores"] > 0
+    assert [row["candidate"] for row in out["proxy"]] == ["vgg16", "tang"]
+    assert all(0 <= row["best_public_test"] <= 1 and row["epochs"] == 1 for row in out["proxy"])

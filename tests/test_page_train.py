@@ -422,3 +422,21 @@ def test_a_preset_sets_its_values_and_lists_what_it_changed():
             assert widget(app, f"train.mini_xception.{name}").value == pytest.approx(preset[name]), name
     assert texts(app.info) == ["Preset quick trial: architecture VGG-FER (Khaireddin & Chen) → "
                                "mini-Xception, epochs 30 → 6, max training images 0 → 15000."]
+
+
+@pytest.mark.parametrize("flags, says", [
+    ("avx2 avx512_bf16", "bfloat16 convolutions on this CPU (avx512_bf16)"),
+    ("avx2 fma", "the run trains in float32"),
+])
+def test_ticking_mixed_precision_says_what_this_cpu_computes_in(monkeypatch, backends_installed, flags, says):
+    import fer.devices
+
+    backends_installed("tensorflow")
+    monkeypatch.setattr(fer.devices, "cpu_bfloat16",
+                        lambda: next((f for f in fer.devices.CPU_BFLOAT16_FLAGS if f in flags.split()), None))
+    monkeypatch.setattr("fer.queue.gpu_count", lambda: 0)
+    app = open_page("train")
+    assert not any("Mixed precision here" in text for text in texts(app.caption))
+    widget(app, "train.mini_xception.mixed_precision").check().run()
+    no_exception(app)
+    assert any(text.startswith("Mixed precision here:") and says in text for text in texts(app.caption))
