@@ -84,3 +84,24 @@ def test_an_ensemble_with_a_missing_member_names_it(two_runs):
     button.click().run()
     no_exception(app)
     assert any("member run-b is missing" in text for text in texts(app.error))
+
+
+def test_predict_offers_an_ensemble_and_shows_its_averaged_probabilities(two_runs):
+    from pathlib import Path
+
+    import numpy as np
+    import skimage
+    from app_driver import array, figures
+
+    from fer.predict import Predictor
+
+    folder = make_ensemble(two_runs, "pair")
+    photo = (Path(skimage.__file__).parent / "data" / "astronaut.png").read_bytes()
+    app = open_page("predict")
+    choice = app.selectbox(key="predict.model")
+    assert any(option.startswith("pair (ensemble of 2: mini_xception x2") for option in choice.options)
+    choice.set_value(str(folder / "ensemble.json")).run()
+    app.file_uploader(key="predict.files").set_value([("astronaut.png", photo, "image/png")]).run()
+    no_exception(app)
+    expected = Predictor.load(folder).predict_image(photo)[0].probabilities
+    np.testing.assert_allclose(array(figures(app)[0].data[0].x), expected, atol=1e-5)
