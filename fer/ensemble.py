@@ -127,7 +127,7 @@ def check_members(folder: Path | str) -> list[Path]:
     return files
 
 
-def load_model(folder: Path | str):
+def load_network(folder: Path | str):
     """(one Keras model averaging the members' probabilities, the ten-crop side to use)."""
     import keras
 

@@ -149,7 +149,7 @@ class Predictor:
 
         if path.name == ensemble.ENSEMBLE_FILE:
             try:
-                loaded, crop = ensemble.load_model(path)
+                loaded, crop = ensemble.load_network(path)
             except ensemble.EnsembleError as exc:
                 raise ModelError(str(exc)) from None
             predictor = cls(loaded, path, ensemble.describe(path), crop or TEN_CROP_SIZE)

@@ -50,8 +50,9 @@ def test_clicking_a_cell_filters_the_gallery_and_a_second_model_compares(tmp_pat
         wait_idle(page, 60_000)
         captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
         assert captions and all(caption.startswith("happy → angry") for caption in captions)
-        filters = page.locator('[data-testid="stMultiSelect"]').all_inner_texts()
-        assert "happy" in filters[0] and "angry" in filters[1]
+        true_filter = page.locator('[data-testid="stMultiSelect"]').filter(has_text="True class")
+        predicted_filter = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Predicted class")
+        assert "happy" in true_filter.inner_text() and "angry" in predicted_filter.inner_text()
 
         box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Second model")
         box.scroll_into_view_if_needed()
