@@ -11,7 +11,7 @@ from fer.access import actions_allowed, sign_in_notice
 from fer.config import PARAMETERS
 from fer.run_folder import RunFolder
 from fer.runs import list_runs
-from fer.ui import TARGET, filter_runs, parallel_figure, parameter_frame, varying_parameters
+from fer.ui import TARGET, filter_runs, parallel_figure, parameter_frame, spreadsheet_safe, varying_parameters
 
 NOTE_CHARS = 80  # of a run's notes in the table: the start of the first line
 
@@ -57,10 +57,12 @@ else:
 
 if shown:
     table = pd.DataFrame({
-        "run": [run.run_id for run in shown],
+        # Notes and tags are anyone's text: the table's "Download as CSV" must not carry formulas.
+        "run": [spreadsheet_safe(run.run_id) for run in shown],
         "state": [run.state for run in shown],
-        "tags": [", ".join(tags[run.run_id]) for run in shown],
-        "notes": [(notes[run.run_id].text.splitlines() or [""])[0][:NOTE_CHARS] for run in shown],
+        "tags": [spreadsheet_safe(", ".join(tags[run.run_id])) for run in shown],
+        "notes": [spreadsheet_safe((notes[run.run_id].text.splitlines() or [""])[0][:NOTE_CHARS])
+                  for run in shown],
         "best val acc": pd.to_numeric(frame[TARGET], errors="coerce").to_numpy() * 100,
         "test acc": [run.status.get("test_accuracy") for run in shown],
         **{key.replace("_", " "): ["–" if value is None or value != value else str(value)

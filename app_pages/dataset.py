@@ -18,7 +18,7 @@ from fer.dataset_import import (
     list_imports,
     start_import,
 )
-from fer.ui import dataset_counts_figure, dataset_counts_frame, escape_markdown, upscale
+from fer.ui import code_span, dataset_counts_figure, dataset_counts_frame, escape_markdown, upscale
 
 UPLOAD_TYPES = ["zip", "gz", "tgz", "tar", "csv"]
 FACES_PER_CLASS = 8
@@ -87,7 +87,7 @@ def upload_section() -> None:
                   help="The folder under data/ the dataset goes into; empty uses the file's name.")
     st.button("Import", icon=":material/upload:", on_click=begin_import, disabled=upload is None)
     if error := st.session_state.pop(ERROR, None):
-        st.error(error)
+        st.error(escape_markdown(error))
 
 
 def import_message(status: dict) -> tuple[str, str]:
@@ -99,7 +99,7 @@ def import_message(status: dict) -> tuple[str, str]:
                            for split, c in dict(status.get("counts") or {}).items())
         return "success", (f"Imported **{name}**: {int(status.get('images', 0)):,} images ({counts}) in "
                            f"{float(status.get('seconds') or 0):.0f} s. Pick it above, or train on it: "
-                           f"enter `{status.get('target', '')}` as the Train page's dataset.")
+                           f"enter {code_span(status.get('target', ''))} as the Train page's dataset.")
     reason = escape_markdown(str(status.get("error", "unknown reason")))
     return "error", f"Import of **{name}** failed: {reason}"
 
@@ -119,11 +119,11 @@ def show_import(job: Path, status: dict) -> None:
         try:
             kind, text = import_message(status)
         except (TypeError, ValueError, AttributeError):
-            kind, text = "error", f"The status of import {job.name} cannot be read."
+            kind, text = "error", f"The status of import {escape_markdown(job.name)} cannot be read."
         if kind == "success":
             st.success(text, icon=":material/check_circle:")
             for warning in status.get("warnings") or []:
-                st.warning(str(warning))
+                st.warning(escape_markdown(warning))
         else:
             st.error(text)
     columns[1].button("Dismiss", key=f"dataset.dismiss.{job.name}", on_click=dismiss, args=(job,),
@@ -166,12 +166,13 @@ def dataset_view(path: Path) -> None:
         location = str(check_data_allowed(path))
         summary = cached_summary(location, modified(path))
     except DataError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         return
-    st.caption(f"Read from `{summary.source}`. Validation: {escape_markdown(summary.val_description)}; "
+    st.caption(f"Read from {code_span(summary.source)}. "
+               f"Validation: {escape_markdown(summary.val_description)}; "
                f"test: {escape_markdown(summary.test_description)}.")
     for warning in summary.warnings:
-        st.warning(warning)
+        st.warning(escape_markdown(warning))
     share = st.toggle("Show shares (% of each split)", key="dataset.share")
     st.plotly_chart(dataset_counts_figure(summary.counts, SPLIT_TITLES, share=share), key="dataset.counts")
     with st.expander("Counts table"):
@@ -186,7 +187,7 @@ def dataset_view(path: Path) -> None:
     try:
         faces = cached_faces(location, modified(path), split, seed)
     except DataError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         return
     for name in CLASSES:
         chosen = faces.get(name, [])

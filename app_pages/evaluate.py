@@ -43,6 +43,7 @@ from fer.tta import TTA_MODES
 from fer.ui import (
     GALLERY_PAGE_SIZE,
     TTA_TITLES,
+    code_span,
     confusion_difference_figure,
     confusion_figure,
     escape_markdown,
@@ -141,10 +142,10 @@ def requested_source(known: dict[str, tuple[str, Path]]) -> str | None:
     try:
         run_path(run_id)
     except RunError as exc:
-        st.warning(f"Ignored the run in the address: {exc}")
+        st.warning(f"Ignored the run in the address: {escape_markdown(exc)}")
         return None
     if run_id not in known:
-        st.warning(f"Ignored the run in the address: run {run_id!r} has no model or evaluation.")
+        st.warning(f"Ignored the run in the address: run {code_span(run_id)} has no model or evaluation.")
         return None
     return run_id
 

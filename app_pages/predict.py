@@ -21,7 +21,15 @@ from fer import CLASSES
 from fer.access import actions_allowed, sign_in_notice
 from fer.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.run_folder import RunFolder
-from fer.ui import TTA_TITLES, draw_boxes, prediction_rows, predictions_csv, probability_figure, upscale
+from fer.ui import (
+    TTA_TITLES,
+    draw_boxes,
+    escape_markdown,
+    prediction_rows,
+    predictions_csv,
+    probability_figure,
+    upscale,
+)
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 COMPARE = "predict.compare"
@@ -87,7 +95,7 @@ def show_image(models: list[Model], file_id: str, name: str, data: bytes, tta: s
     from fer.faces import DetectorError, ImageError, read_image
     from fer.predict import ModelError
 
-    st.markdown(f"#### {name}")
+    st.markdown(f"#### {escape_markdown(name)}")
     digest = hashlib.sha1(data).hexdigest()
     whole_key = f"predict.whole.{digest}"
     try:
@@ -101,7 +109,7 @@ def show_image(models: list[Model], file_id: str, name: str, data: bytes, tta: s
                          else np.zeros((0, len(CLASSES))),
                          *(model.predictor.predict_faces(faces, tta=tta) for model in models[1:])]
     except (ImageError, ModelError, DetectorError) as exc:
-        st.error(f"{name}: {exc}")
+        st.error(f"{escape_markdown(name)}: {escape_markdown(exc)}")
         return []
     comparing = len(models) > 1
     picture, column = st.columns([1, 4] if comparing else [2, 3])
@@ -110,7 +118,7 @@ def show_image(models: list[Model], file_id: str, name: str, data: bytes, tta: s
                  for model, probs in zip(models, probabilities, strict=True)]
     with column:
         if not results or results[0].whole_image:
-            st.warning(f"No face found in {name}.")
+            st.warning(f"No face found in {escape_markdown(name)}.")
             st.checkbox("Classify the whole image", key=whole_key,
                         help="For pictures that are already a cropped face: use the centre square.")
         for index, result in enumerate(results):

@@ -14,6 +14,7 @@ from fer.queue import max_runs, queue_positions
 from fer.run_folder import ACTIVE_STATES, METRICS, RESUMABLE_STATES, RunError, RunFolder
 from fer.runs import RunSummary, experiments_dir, list_runs, load_run, run_path
 from fer.ui import (
+    code_span,
     comparison_frame,
     escape_markdown,
     percent,
@@ -80,12 +81,12 @@ def requested_runs(known: list[str]) -> list[str]:
         try:
             run_path(run_id)
         except RunError as exc:
-            st.warning(f"Ignored the run in the address: {exc}")
+            st.warning(f"Ignored the run in the address: {escape_markdown(exc)}")
             continue
         if run_id in known:
             valid.append(run_id)
         else:
-            st.warning(f"Ignored the run in the address: there is no run {run_id!r}.")
+            st.warning(f"Ignored the run in the address: there is no run {code_span(run_id)}.")
     return valid
 
 

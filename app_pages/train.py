@@ -50,7 +50,7 @@ from fer.train_form import (
     switch_architecture,
     use_preset,
 )
-from fer.ui import cli_command, dataset_counts_frame, escape_markdown, format_param_count
+from fer.ui import cli_command, code_span, dataset_counts_frame, escape_markdown, format_param_count
 from fer.workers import launch
 
 # The form shows every TrainConfig setting but the architecture and the data (placed on their
@@ -315,13 +315,14 @@ def dataset_section(data: str, validation_split: float, seed: int) -> None:
         # Refused before anything is read, so the page never tells what lies outside the roots.
         summary = dataset_summary(str(check_data_allowed(data)), validation_split, seed)
     except DataError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         return
-    st.caption(f"Read from `{summary.source}`. Validation: {escape_markdown(summary.val_description)}; "
+    st.caption(f"Read from {code_span(summary.source)}. "
+               f"Validation: {escape_markdown(summary.val_description)}; "
                f"test: {escape_markdown(summary.test_description)}.")
     st.dataframe(dataset_counts_frame(summary.counts, SPLIT_TITLES), width="content")
     for warning in summary.warnings:
-        st.warning(warning)
+        st.warning(escape_markdown(warning))
 
 
 def launched_run() -> str | None:
@@ -417,7 +418,7 @@ if not actions_allowed():
     st.caption("Sign in (under **Dataset** or in the sidebar) to launch training.")
 errors = st.session_state.pop(ERRORS, None)
 if errors:
-    st.error("Cannot launch:\n" + "\n".join(f"- {problem}" for problem in errors))
+    st.error("Cannot launch:\n" + "\n".join(f"- {escape_markdown(problem)}" for problem in errors))
 if launched:
     place = st.session_state.get(QUEUED)
     if place:

@@ -13,6 +13,9 @@ functions that act, not only when drawing their buttons.
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
@@ -21,12 +24,35 @@ from fer.ui import escape_markdown
 SIGN_IN_ERROR = "access.sign_in_error"  # why the last sign-in could not start, shown once
 
 
+def secrets_problem() -> str | None:
+    """Why a secrets file that exists cannot be read (None when every one reads, or there is none).
+
+    Streamlit treats a secrets file it cannot parse (a missing ``]``, a Windows path with
+    backslashes in a basic string) like no file at all, which would turn sign-in off for everyone:
+    fer-lab reads the files itself and then locks every action instead (fails closed).
+    """
+    from streamlit import config
+
+    for name in config.get_option("secrets.files"):
+        path = Path(name)
+        if not path.is_file():
+            continue
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            return f"{path} cannot be read ({exc})"
+    return None
+
+
 def auth_configured() -> bool:
     """Whether ``.streamlit/secrets.toml`` has an ``[auth]`` section (False without a secrets file).
 
     An ``[auth]`` section that is empty or incomplete still counts: actions stay refused rather
-    than open to everyone, and signing in reports what is missing.
+    than open to everyone, and signing in reports what is missing. A secrets file that cannot be
+    read counts too (``secrets_problem``): nobody can act until it is fixed.
     """
+    if secrets_problem() is not None:
+        return True
     secrets = st.secrets
     return secrets.load_if_toml_exists() and "auth" in secrets
 
@@ -53,14 +79,26 @@ def allowed_list() -> list[str] | None:
     return [entry.strip().lower() for entry in entries if isinstance(entry, str) and entry.strip()]
 
 
+def email_verified(claim) -> bool:
+    """Whether an ``email_verified`` claim lets the address count: absent (a provider that does not
+    send it), or true as a boolean or as the text some providers send ("true"). ``False``,
+    ``"false"``, ``0`` or anything else refuses."""
+    if claim is None:
+        return True
+    if isinstance(claim, bool):
+        return claim
+    return isinstance(claim, str) and claim.strip().lower() == "true"
+
+
 def user_allowed() -> bool:
     """Whether the signed-in user is on ``allowed_list()`` (True when there is no list). The match
-    is on the e-mail address the provider gives, refused when the provider says it is unverified."""
+    is on the e-mail address the provider gives, refused when the provider says it is unverified
+    (``email_verified``)."""
     allowed = allowed_list()
     if allowed is None:
         return True
     email = str(st.user.get("email") or "").strip().lower()
-    if not email or "@" not in email or st.user.get("email_verified") is False:
+    if not email or "@" not in email or not email_verified(st.user.get("email_verified")):
         return False
     domain = "@" + email.rsplit("@", 1)[1]
     return email in allowed or domain in allowed
@@ -68,7 +106,10 @@ def user_allowed() -> bool:
 
 def actions_allowed() -> bool:
     """True when auth is not configured (a dashboard kept on localhost) or the user is signed in
-    (and on the ``[access] allowed`` list, when there is one)."""
+    (and on the ``[access] allowed`` list, when there is one); never while a secrets file cannot
+    be read."""
+    if secrets_problem() is not None:
+        return False
     return not auth_configured() or (signed_in() and user_allowed())
 
 
@@ -102,6 +143,10 @@ NOT_ALLOWED = ("is not on this dashboard's list of users who may act on it (`[ac
 def sign_in_notice(action: str) -> None:
     """Say that ``action`` (e.g. "launch training") needs a signed-in user, with a Sign in button,
     or, to a signed-in user the allowed list leaves out, that they may not."""
+    if problem := secrets_problem():
+        st.error(f"You cannot {action}: {escape_markdown(problem)}. Every action is locked until "
+                 "the dashboard's owner fixes the file.", icon=":material/lock:")
+        return
     if signed_in():
         st.warning(f"You cannot {action}: {escape_markdown(user_label(with_email=True))} {NOT_ALLOWED}.",
                    icon=":material/lock:")
@@ -112,7 +157,12 @@ def sign_in_notice(action: str) -> None:
 
 
 def sidebar_status() -> None:
-    """Signed-in state with a Sign out button (or a Sign in button), when auth is configured."""
+    """Signed-in state with a Sign out button (or a Sign in button), when auth is configured; on
+    every page, the reason every action is locked when a secrets file cannot be read."""
+    if problem := secrets_problem():
+        st.error(f"Every action is locked: {escape_markdown(problem)}. Fix the file and reload.",
+                 icon=":material/lock:")
+        return
     if not auth_configured():
         return
     if signed_in():

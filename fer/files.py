@@ -22,10 +22,28 @@ class FileProblem(OSError):
     """A file that is not read: not a regular file, or larger than the limit for its kind."""
 
 
+def _process_umask() -> int:
+    """The process' umask, read once at import (``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a temporary file renamed over it). The file gets the
+    mode a plain ``open`` would give it (0644 under the usual umask), not mkstemp's 0600, or an
+    existing file's mode."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)

@@ -7,6 +7,7 @@ formatting of all four pages in one place, hence its length.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,8 +53,24 @@ def state_style(state: str) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    """Show ``text`` literally in Streamlit markdown (file patterns such as ``test/PublicTest_*``)."""
-    return "".join("\\" + char if char in "\\`*_[]<>$~|#" else char for char in str(text))
+    """Show ``text`` literally in Streamlit markdown (file patterns such as ``test/PublicTest_*``).
+
+    Besides markup, it breaks the links Markdown makes by itself from bare text (``https://...``,
+    ``www.``, ``user@host``), so that a file name or an address a visitor typed never becomes a link
+    or an image in the dashboard; line breaks become spaces (no heading or list can start)."""
+    text = " ".join(str(text).splitlines())
+    text = "".join("\\" + char if char in "\\`*_[]<>$~|#!" else char for char in text)
+    return re.sub(r"(?i)(:)(?=//)|(?<=www)(\.)|(@)", lambda match: "\\" + match.group(0), text)
+
+
+def code_span(text: str) -> str:
+    """``text`` as inline code in Streamlit markdown, whatever backticks it holds (a path, a file
+    name): no markup, no link, no line break."""
+    text = " ".join(str(text).splitlines())
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -726,8 +743,9 @@ PREDICTION_COLUMNS = ["file", "face", "x", "y", "width", "height", "whole_image"
                       *[f"p_{name}" for name in CLASSES], "top_label", "model", "tta", "detector"]
 
 
-def _cell_text(text: str) -> str:
-    """A user-supplied text as a CSV cell that spreadsheets show as text, never run as a formula."""
+def spreadsheet_safe(text: str) -> str:
+    """A user-supplied text as a table or CSV cell that spreadsheets show as text, never run as a
+    formula (``=HYPERLINK(...)``, ``@SUM(A1)``, ...): such a cell starts with an apostrophe."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
@@ -739,10 +757,10 @@ def prediction_rows(file: str, results: Sequence[FaceResult], probabilities: np.
     rows = []
     for number, (result, row) in enumerate(zip(results, probabilities, strict=True), start=1):
         x, y, width, height = (int(value) for value in result.box)
-        rows.append({"file": _cell_text(file), "face": number, "x": x, "y": y, "width": width,
+        rows.append({"file": spreadsheet_safe(file), "face": number, "x": x, "y": y, "width": width,
                      "height": height, "whole_image": bool(result.whole_image),
                      **{f"p_{name}": round(float(p), 6) for name, p in zip(CLASSES, row, strict=True)},
-                     "top_label": CLASSES[int(np.argmax(row))], "model": _cell_text(model), "tta": tta,
+                     "top_label": CLASSES[int(np.argmax(row))], "model": spreadsheet_safe(model), "tta": tta,
                      "detector": "none" if result.whole_image else getattr(result, "detector", "")})
     return rows
 

@@ -115,6 +115,42 @@ def test_no_secrets_file_means_auth_is_not_configured_and_actions_are_allowed(tm
         assert fer.access.actions_allowed() is True
 
 
+@pytest.mark.parametrize("text", [
+    '[auth\nredirect_uri = "http://localhost:8501/oauth2callback"\n',  # a missing ]
+    '[access]\nallowed = ["ada@example.com"]\nlog = "C:\\Users\\ada\\fer.log"\n',  # \U in a basic string
+], ids=["missing-bracket", "windows-path"])
+def test_a_secrets_file_that_cannot_be_read_locks_every_action_with_a_reason(tmp_path, tiny_data, launched,
+                                                                              text):
+    """Streamlit reads an unparsable secrets file as no file at all (sign-in off for everyone):
+    fer-lab fails closed instead, and says why on every page."""
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(text)
+    with patch_config_options({"secrets.files": [str(secrets)]}):
+        assert "cannot be read" in fer.access.secrets_problem()
+        assert fer.access.auth_configured() is True and fer.access.actions_allowed() is False
+        for page in ("train", "runs", "predict", "dataset"):
+            app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+            app.run()
+            app = app.switch_page(f"app_pages/{page}.py").run()
+            no_exception(app)
+            assert any(text.startswith("Every action is locked") and "secrets.toml" in text
+                       for text in texts(app.sidebar.error)), page
+        app.switch_page("app_pages/train.py").run()
+        app.text_input(key="train.data").set_value(str(tiny_data)).run()
+        assert button(app, "Launch training").disabled
+        force_click(app, "Launch training")
+        no_exception(app)
+        assert launched == [] and experiments(experiments_dir()) == []
+    secrets.write_text('[unrelated]\nvalue = 1\n')
+    with patch_config_options({"secrets.files": [str(secrets)]}):
+        assert fer.access.secrets_problem() is None
+
+
+def test_email_verified_counts_only_when_absent_or_true():
+    assert [fer.access.email_verified(claim) for claim in (None, True, "true", " True ")] == [True] * 4
+    assert not any(fer.access.email_verified(claim) for claim in (False, "false", "no", 0, 1, "", []))
+
+
 # --- auth configured, visitor not signed in: reading works, acting does not -------------------
 
 
@@ -256,10 +292,13 @@ def test_a_user_on_the_allowed_list_can_launch(tiny_data, launched, allowed):
     ({"allowed": ["@example.org"]}, SIGNED_IN),
     ({"allowed": ["@example.com"]}, {**SIGNED_IN, "email": "ada@example.com.evil.org"}),
     ({"allowed": ["ada@example.com"]}, {**SIGNED_IN, "email_verified": False}),
+    ({"allowed": ["ada@example.com"]}, {**SIGNED_IN, "email_verified": "false"}),
+    ({"allowed": ["ada@example.com"]}, {**SIGNED_IN, "email_verified": 0}),
     ({"allowed": ["ada@example.com"]}, {"is_logged_in": True, "name": "Ada"}),  # no e-mail claim
     ({"allowed": 42}, SIGNED_IN),  # a list that is not one allows nobody
     ({}, SIGNED_IN),  # an [access] section without a list too
-], ids=["other-user", "other-domain", "domain-suffix", "unverified", "no-email", "not-a-list", "no-list"])
+], ids=["other-user", "other-domain", "domain-suffix", "unverified", "unverified-as-text",
+    "unverified-as-0", "no-email", "not-a-list", "no-list"])
 def test_a_signed_in_user_off_the_allowed_list_can_look_but_not_act(tiny_data, launched, access, user):
     app = open_as("train", auth=True, user=user, access=access)
     no_exception(app)

@@ -294,3 +294,19 @@ def test_many_distinct_values_get_round_ticks():
     dropout = parallel_dimension(list(np.linspace(0.05, 0.55, 11)), "dropout")
     assert dropout["tickvals"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     assert dropout["range"] == [0.0, 0.6]
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"https://evil.example\",\"open\")", "=1+1", "@SUM(A1)",
+                                  "+1", "-1+2"])
+def test_formula_like_tags_and_notes_reach_the_tables_csv_as_text(root, text):
+    """The table's own "Download as CSV" exports what it holds: a note or tag that a spreadsheet
+    would run as a formula is held with a leading apostrophe."""
+    run = fake_run(root, "a")
+    RunFolder(run).write_notes([text[:TAG_MAX_CHARS]], text)
+    app = open_page("compare")
+    no_exception(app)
+    table = app.dataframe[0].value.set_index("run")
+    for column in ("tags", "notes"):
+        cell = str(table.loc["a", column])
+        assert cell.startswith("'") and cell[1:2] == text[:1], (column, cell)
+    assert table.loc["a", "notes"] == "'" + text[:80]
