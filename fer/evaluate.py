@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,10 @@ def one_class_warning(metrics: dict[str, Any]) -> str | None:
             "the learning rate.")
 
 
-# The largest misclassified.npz that is read (all 7,178 FER2013 test faces take about 17 MB).
+# The largest misclassified.npz that is read (all 7,178 FER2013 test faces take about 17 MB), and the
+# most its arrays may hold once unpacked (checked from the file's headers before anything is read).
 MISCLASSIFIED_MAX_BYTES = 256 << 20
+MISCLASSIFIED_MAX_UNPACKED = 256 << 20
 
 
 def read_evaluation(run_dir: Path, tta: str = "none") -> dict[str, Any] | None:
@@ -220,11 +223,36 @@ def read_misclassified(run_dir: Path, tta: str = "none") -> dict[str, np.ndarray
             return None
         if path.stat().st_size > MISCLASSIFIED_MAX_BYTES:
             raise FileProblem(f"{MISCLASSIFIED} is too large")
+        if npz_unpacked_bytes(path) > MISCLASSIFIED_MAX_UNPACKED:
+            raise FileProblem(f"{MISCLASSIFIED} would unpack to too much")
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile):
         return None
     return arrays if _valid_misclassified(arrays) else None
+
+
+def npz_unpacked_bytes(path: Path) -> int:
+    """What the arrays of the .npz at ``path`` hold once loaded, by their headers alone (nothing is
+    inflated beyond each .npy header): the larger of the members' declared sizes and the bytes
+    their declared shapes and dtypes need. A ValueError for a member that is not a plain array."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if len(members) > 16:
+            raise ValueError("too many arrays")
+        for info in members:
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle, max_header_size=10_000)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=10_000)
+            if dtype.hasobject:
+                raise ValueError("an array of objects")
+            needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            total += max(needed, info.file_size)
+    return total
 
 
 def _valid_misclassified(arrays: dict[str, np.ndarray]) -> bool:

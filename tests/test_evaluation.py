@@ -144,3 +144,45 @@ def test_unknown_tta_mode_is_refused_by_the_cli(tmp_path):
 
     result = run_cli(["fer.evaluate", "--run", tmp_path, "--tta", "five_crop"], timeout=60)
     assert result.returncode == 2 and "ten_crop" in result.stderr
+
+
+def forged_npz(path, shape, dtype="|u1", data=b"") -> None:
+    """An .npz whose images.npy declares ``shape`` (a header is a few bytes whatever it declares)."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("images.npy", header.getvalue() + data)  # the header starts with the magic
+
+
+@pytest.mark.parametrize("case", ["declared-20M-faces", "zeros-that-unpack-to-300MB"])
+def test_a_misclassified_file_that_would_unpack_to_too_much_is_never_loaded(tmp_path, monkeypatch, case):
+    """A 713-byte file declaring (20 M, 48, 48) faces, or a 300 MB array of zeros compressed to a
+    few hundred KB: refused from their headers (the page then shows no gallery), no MemoryError."""
+    import fer.evaluate
+
+    run_dir = tmp_path / "run"
+    (run_dir / "eval").mkdir(parents=True)
+    path = run_dir / "eval" / "misclassified.npz"
+    if case == "declared-20M-faces":
+        forged_npz(path, (20_000_000, 48, 48))
+    else:
+        np.savez_compressed(path, images=np.zeros((300 << 20,), np.uint8), true=np.zeros(1, int))
+    assert path.stat().st_size < 1 << 20
+    assert fer.evaluate.npz_unpacked_bytes(path) > fer.evaluate.MISCLASSIFIED_MAX_UNPACKED
+
+    def never(*args, **kwargs):
+        raise AssertionError("np.load was called on a file refused by its headers")
+
+    monkeypatch.setattr(fer.evaluate.np, "load", never)
+    assert read_misclassified(run_dir) is None
+
+
+def test_a_misclassified_file_of_object_arrays_or_a_bad_header_reads_as_missing(tmp_path):
+    (tmp_path / "eval").mkdir()
+    forged_npz(tmp_path / "eval" / "misclassified.npz", (3,), dtype="|O")
+    assert read_misclassified(tmp_path) is None
+    (tmp_path / "eval" / "misclassified.npz").write_bytes(b"PK\x03\x04 not a zip")
+    assert read_misclassified(tmp_path) is None
