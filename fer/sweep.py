@@ -50,6 +50,9 @@ from fer.search_space import (
 from fer.workers import effective_state, launch, stop
 
 SAMPLERS = ("tpe", "random", "grid")
+# The most points a grid may have: Optuna's GridSampler holds every point in memory (33.5 million
+# points took 11 GB and 51 s to build), and a grid is meant to be walked through, not sampled.
+MAX_GRID_POINTS = 10_000
 SPEC_ATTR, STOPPED_ATTR = "fer_sweep", "fer_stopped"
 # Trial attributes: the run folder, the machine, why it failed, an extra trial nobody ran.
 RUN_ATTR, HOST_ATTR, ERROR_ATTR, SURPLUS_ATTR = "run", "host", "error", "surplus"
@@ -102,6 +105,9 @@ class SweepSpec:
         except SearchSpaceError as exc:
             problems += exc.problems
             space = {}
+        if space and self.sampler == "grid" and (points := grid_size(space)) > MAX_GRID_POINTS:
+            problems.append(f"the grid has {points:,} points, more than the {MAX_GRID_POINTS:,} a grid sweep "
+                            "may have: give fewer settings or fewer choices, or use the tpe or random sampler")
         if problems:
             raise SweepError(problems)
         return SweepSpec(**{**asdict(self), "space": space})
@@ -214,8 +220,9 @@ def create_sweep(name: str, spec: SweepSpec, storage: str) -> SweepSpec:
     return spec
 
 
-def load_sweep(name: str, storage: str):
-    """(the Optuna study with its sampler and pruner, its SweepSpec)."""
+def load_sweep(name: str, storage: str, for_trials: bool = False):
+    """(the Optuna study, its SweepSpec). Only ``for_trials`` (a worker about to ask for trials)
+    gets the sweep's own sampler and pruner: reading a study's state never builds a grid."""
     import optuna
 
     storage_object = open_storage(storage)
@@ -228,6 +235,12 @@ def load_sweep(name: str, storage: str):
         raise SweepError([f"study {name!r} was not created by fer-lab (no sweep settings)"])
     spec = SweepSpec.from_dict(values)
     storage_object = open_storage(storage, spec.stale_after_s)
+    if not for_trials:
+        return optuna.load_study(study_name=name, storage=storage_object,
+                                 sampler=optuna.samplers.RandomSampler()), spec
+    if spec.sampler == "grid" and (points := grid_size(spec.space)) > MAX_GRID_POINTS:
+        raise SweepError([f"sweep {name!r} is a grid of {points:,} points, more than the {MAX_GRID_POINTS:,} "
+                          "a worker builds: create a smaller sweep"])
     study = optuna.load_study(study_name=name, storage=storage_object, sampler=_sampler(spec),
                               pruner=_pruner(spec))
     return study, spec
@@ -300,7 +313,7 @@ def run_worker(name: str, storage: str, root: Path | None = None, poll: float = 
     from optuna.storages import fail_stale_trials
 
     root = Path(root or experiments_dir())
-    study, spec = load_sweep(name, storage)
+    study, spec = load_sweep(name, storage, for_trials=True)
     space = distributions(spec.space)
     ran = 0
     interrupted = threading.Event()
@@ -406,7 +419,7 @@ def _watch(study, spec: SweepSpec, trial, run_dir: Path, poll: float, interrupte
 def start_workers(name: str, storage: str, count: int = 1, root: Path | None = None) -> list[int]:
     """Start ``count`` workers of the study here as background processes; their pids."""
     root = Path(root or experiments_dir())
-    load_sweep(name, storage)  # a clear error before anything starts
+    load_sweep(name, storage, for_trials=True)  # a clear error before anything starts
     logs = root / ".sweeps" / name
     logs.mkdir(parents=True, exist_ok=True)
     pids = []

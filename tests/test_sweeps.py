@@ -21,7 +21,7 @@ import fer.workers
 from fer import PROJECT_ROOT
 from fer.run_folder import RunFolder
 from fer.runs import experiments_dir, list_runs
-from fer.search_space import grid, grid_size
+from fer.search_space import SEARCHABLE, grid, grid_size, validate
 from fer.sweep import (
     SweepError,
     SweepSpec,
@@ -102,6 +102,46 @@ def test_grid_spreads_ranges_and_caps_the_trials():
     assert values["epochs"] == [5, 6]  # whole numbers, no repeats
     assert grid_size(space) == 12
     assert spec(sampler="grid", space=space, trials=50).planned_trials == 12
+
+
+def test_a_grid_of_every_searchable_setting_is_refused_at_creation_with_its_size(root):
+    """Every setting the Sweeps page offers, ticked: 33.5 million points. Refused before Optuna
+    builds anything, with the count and the limit in the message."""
+    import fer.sweep
+
+    everything = {name: dict(values) for name, values in SEARCHABLE.items()}
+    everything["batch_size"] = {"choices": [16, 32, 48, 64, 96, 128, 256]}
+    points = grid_size(validate(everything, "mini_xception"))
+    assert points > 30_000_000
+    with pytest.raises(SweepError) as error:
+        create_sweep("huge", spec(sampler="grid", space=everything, trials=100, fixed={}), default_storage())
+    assert f"{points:,} points" in str(error.value) and f"{fer.sweep.MAX_GRID_POINTS:,}" in str(error.value)
+    assert list_sweeps(default_storage()) == []
+    small = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
+    assert create_sweep("small", spec(sampler="grid", space=small), default_storage()).planned_trials == 3
+
+
+def test_reading_a_huge_grid_sweeps_status_never_builds_its_grid(root, monkeypatch):
+    """A grid study stored before the limit (or by hand): status reads, which the page makes on
+    every view, take no sampler's memory; a worker refuses it with a message."""
+    import optuna
+
+    import fer.sweep
+
+    create_sweep("old", spec(sampler="grid", space={"dropout": {"low": 0.0, "high": 0.5}}), default_storage())
+    study = optuna.load_study(study_name="old", storage=default_storage())
+    huge = validate({name: dict(values) for name, values in SEARCHABLE.items()}, "mini_xception")
+    study.set_user_attr(fer.sweep.SPEC_ATTR, {**study.user_attrs[fer.sweep.SPEC_ATTR], "space": huge})
+
+    def no_grid(*args, **kwargs):
+        raise AssertionError("a GridSampler was built to read a status")
+
+    monkeypatch.setattr(optuna.samplers, "GridSampler", no_grid)
+    status = sweep_status("old", default_storage())
+    assert status["study"] == "old" and status["counts"] == {} and status["planned"] == 3
+    stop_sweep("old", default_storage())
+    with pytest.raises(SweepError, match="more than the 10,000 a worker builds"):
+        run_worker("old", default_storage(), root)
 
 
 def test_cli_create_status_and_errors(root):
