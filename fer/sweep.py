@@ -106,8 +106,9 @@ class SweepSpec:
             problems += exc.problems
             space = {}
         if space and self.sampler == "grid" and (points := grid_size(space)) > MAX_GRID_POINTS:
-            problems.append(f"the grid has {points:,} points, more than the {MAX_GRID_POINTS:,} a grid sweep "
-                            "may have: give fewer settings or fewer choices, or use the tpe or random sampler")
+            problems.append(f"the grid has {points:,} points, more than the {MAX_GRID_POINTS:,} a grid "
+                            "sweep may have: give fewer settings or fewer choices, or use the tpe or "
+                            "random sampler")
         if problems:
             raise SweepError(problems)
         return SweepSpec(**{**asdict(self), "space": space})
