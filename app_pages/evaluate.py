@@ -9,12 +9,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages.default_view import default_model_actions, fallback_notice, show_message
 from app_pages.explain_view import gallery_pictures
 from app_pages.export_view import export_section
 from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
+from fer.default_model import current_default
 from fer.ensemble import (
     MAX_MEMBERS,
     MIN_MEMBERS,
@@ -457,9 +459,17 @@ if st.session_state.get(PICK) in known:
 if SOURCE in st.session_state and st.session_state[SOURCE] not in known:
     del st.session_state[SOURCE]
 requested = requested_source(known) if SOURCE not in st.session_state else None
-key = st.selectbox("Model", keys, index=keys.index(requested) if requested else 0, key=SOURCE,
-                   format_func=lambda k: known[k][0], on_change=sync_query_params)
+fallback_notice()
+chosen_default = current_default().source  # the page starts from the default model
+start = requested or (chosen_default if chosen_default in known else None)
+key = st.selectbox("Model", keys, index=keys.index(start) if start else 0, key=SOURCE,
+                   format_func=lambda k: known[k][0] + (" · the default" if k == chosen_default else ""),
+                   on_change=sync_query_params)
 folder = known[key][1]
+show_message()
+if key != DEFAULT_KEY:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        default_model_actions(key, folder, key=f"evaluate.default.{key}")
 make_ensemble_section(known)
 export_section(folder, key)  # export and download as .keras, SavedModel, LiteRT, ONNX
 baseline, problems = read_evaluation_checked(folder)

@@ -183,12 +183,15 @@ def second_model(options: dict[str, str], first: str) -> str:
 
 st.title("Predict expressions")
 try:
+    from fer.default_model import current_default
     from fer.runs import available_models
 except ImportError as exc:
     st.error(f"Prediction is not available: {exc}")
     st.stop()
 
 models = available_models()
+if notice := current_default().notice:
+    st.warning(escape_markdown(notice), icon=":material/swap_horiz:")
 if not models:
     st.info("No model yet: train a run (or ship a default model) first.")
     st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")

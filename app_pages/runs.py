@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.curves_view import live_curves
+from app_pages.default_view import default_model_actions, fallback_notice, show_message
 from app_pages.export_view import export_section
 from app_pages.notes_view import notes_summary
 from fer.access import actions_allowed, sign_in_notice
@@ -158,6 +159,8 @@ def run_actions(run: RunSummary) -> None:
         if run_file(folder.eval_dir(), METRICS) is not None:
             st.page_link("app_pages/evaluate.py", label="Evaluate", icon=":material/grid_on:",
                          query_params={"run": run.run_id})
+        if not active and not run.problems:
+            default_model_actions(run.run_id, run.path, key=f"default.{run.run_id}", changed=CHANGED)
         if st.button("Clone settings into Train", key=f"clone.{run.run_id}", icon=":material/content_copy:",
                      help="Open the Train page with this run's settings, to train a variant of it."):
             from fer.train_form import request_clone  # switches to the Train page
@@ -255,6 +258,8 @@ st.title("Runs")
 st.session_state.pop(CHANGED, None)  # This full run reads everything afresh.
 for kind, text in st.session_state.pop(FLASH, []):
     getattr(st, kind)(text)
+show_message()
+fallback_notice()
 
 # A new epoch must show within 2 s of being written (bench/dashboard.py measures it): polling every
 # second keeps the worst case at one interval plus the fragment's own render time. With no run

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from fer import CLASSES, DEFAULT_MODEL_DIR, IMAGE_SIZE
+from fer import CLASSES, IMAGE_SIZE
 from fer.backends import use_compilation_cache
 from fer.faces import (
     DEFAULT_DETECTOR,
@@ -60,11 +60,17 @@ REMEDY = "retrain the model or pick another one"  # ends the message of every da
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """The .keras file for ``model``: None (shipped default), a run folder, or a .keras file; for
+    """The .keras file for ``model``: None (the default model: the shipped one unless the user chose
+    a run, ``fer.default_model``), a run folder, or a .keras file; for
     an ensemble folder (or its ensemble.json), its ensemble.json once its members are checked."""
     from fer.ensemble import ENSEMBLE_FILE, EnsembleError, check_members, ensemble_folder, is_ensemble
 
-    path = RunFolder(DEFAULT_MODEL_DIR).model_file if model in (None, "") else Path(model)
+    if model in (None, ""):
+        from fer.default_model import current_default, model_path
+
+        path = model_path(current_default())
+    else:
+        path = Path(model)
     if is_ensemble(path):
         try:
             check_members(path)

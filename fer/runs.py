@@ -209,22 +209,28 @@ def _exists(path: Path) -> bool:
 
 
 def available_models() -> list[tuple[str, Path]]:
-    """(label, path) for the shipped default model, every run with a model.keras and every
+    """(label, path) for the default model first (the run the user chose, ``fer.default_model``,
+    else the shipped one), then the shipped model, every run with a model.keras and every
     ensemble (its ensemble.json)."""
     from fer import DEFAULT_MODEL_DIR
+    from fer.default_model import current_default, model_path
+    from fer.ensemble import ENSEMBLE_FILE, find_ensembles
 
     models: list[tuple[str, Path]] = []
-    default = RunFolder(DEFAULT_MODEL_DIR).model_file
-    if is_regular_file(default):
-        models.append((describe_model(default), default))
+    shipped = RunFolder(DEFAULT_MODEL_DIR).model_file
+    if is_regular_file(shipped):
+        models.append((describe_model(shipped), shipped))
     for run in list_runs():
         path = RunFolder(run.path).model_file
         if run.state != DAMAGED and is_regular_file(path):
             models.append((f"{describe_model(path)} [{run.state}]", path))
-    from fer.ensemble import ENSEMBLE_FILE, find_ensembles
-
     models += [(describe_model(folder / ENSEMBLE_FILE), folder / ENSEMBLE_FILE)
                for folder in find_ensembles()]
+    default = current_default()
+    if not default.shipped:
+        chosen = model_path(default)
+        rest = [(label, path) for label, path in models if path != chosen]
+        models = [(f"{describe_model(chosen)} · the default model", chosen), *rest]
     return models
 
 
@@ -256,9 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("run_id")
         if name == "stop":
             command.add_argument("--wait", type=float, default=10.0, help="seconds to wait for it to exit")
+    default = sub.add_parser("default", help="show the default model, or make a finished run "
+                                             "(or an ensemble) the model Predict and Evaluate start from")
+    default.add_argument("run_id", nargs="?", help="the run or ensemble to use (omit to show the default)")
+    default.add_argument("--restore", action="store_true", help="start from the shipped model again")
     args = parser.parse_args(argv)
     root = Path(args.experiments) if args.experiments else None
     try:
+        if args.command == "default":
+            return _default_command(args.run_id, args.restore, root)
         if args.command == "list":
             import pandas as pd
 
@@ -282,6 +294,30 @@ def main(argv: list[str] | None = None) -> int:
             delete(run_dir)
             print(f"deleted {run_dir}")
     except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _default_command(run_id: str | None, restore: bool, root: Path | None) -> int:
+    from fer.default_model import DefaultModelError, choose_default, current_default, restore_shipped
+
+    if restore and run_id:
+        print("error: give a run id or --restore, not both", file=sys.stderr)
+        return 2
+    try:
+        if restore:
+            print("the shipped model is the default again" if restore_shipped(root)
+                  else "the shipped model already was the default")
+        elif run_id:
+            print(f"default model: {choose_default(run_id, root)}")
+        else:
+            default = current_default(root)
+            if default.notice:
+                print(default.notice, file=sys.stderr)
+            name = "the shipped model" if default.shipped else default.source
+            print(f"default model: {name} ({default.folder})")
+    except (DefaultModelError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

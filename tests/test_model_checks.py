@@ -205,7 +205,7 @@ def test_predict_page_shows_the_nan_refusal_as_an_error(models, tmp_path, monkey
     from fer.run_folder import RunFolder
     from fer.runs import experiments_dir
 
-    monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     run = fake_run(experiments_dir(), "nan-weights", evaluation=False)
     shutil.copy(models["nan"], RunFolder(run).model_file)

@@ -20,7 +20,7 @@ def models(trained_run, tmp_path, monkeypatch) -> Path:
     """Only the session's trained tiny run is offered (whether or not a default model ships)."""
     assert trained_run.returncode == 0, trained_run.output[-2000:]
     monkeypatch.setenv("FER_EXPERIMENTS", str(trained_run.path.parent))
-    monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     return trained_run.path / "model.keras"
 
@@ -43,7 +43,7 @@ def upload(app, *files: tuple[str, bytes, str]):
 
 
 def test_without_models_it_points_to_the_train_page(tmp_path, monkeypatch):
-    monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     app = open_page("predict")
     no_exception(app)

@@ -64,7 +64,7 @@ def model_run(tmp_path, monkeypatch) -> Path:
     from fer.config import TrainConfig
     from fer.models import build_model
 
-    monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
 
     monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     run = fake_run(experiments_dir(), "tiny-model", model=False, evaluation=False)

@@ -138,7 +138,7 @@ def model_run(tiny_model, tmp_path, monkeypatch) -> Path:
 
     from fer.runs import experiments_dir
 
-    monkeypatch.setattr("fer.predict.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
+    monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
 
     monkeypatch.setattr("fer.DEFAULT_MODEL_DIR", tmp_path / "no-default-model")
     run = fake_run(experiments_dir(), "tiny-model", model=False, evaluation=False)
