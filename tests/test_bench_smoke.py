@@ -19,14 +19,14 @@ from fer import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_bench(name: str, tmp_path) -> dict:
-    """Runs ``bench.<name> --quick``; its results and generated data go to ``tmp_path``, never into
-    the project folder."""
+def run_bench(name: str, tmp_path, *extra: str) -> dict:
+    """Runs ``bench.<name> --quick`` (and ``extra`` flags); its results and generated data go to
+    ``tmp_path``, never into the project folder."""
     results, data = tmp_path / "results", tmp_path / "bench-data"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
            "FER_BENCH_RESULTS": str(results), "FER_BENCH_DATA": str(data)}
-    result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick"], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick", *extra], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     output = json.loads(result.stdout)
     assert output["benchmark"] == name and output["quick"] is True
@@ -85,7 +85,10 @@ def test_train_step(tmp_path):
 
 
 def test_predict_latency(tmp_path):
-    out = run_bench("predict_latency", tmp_path)
+    """With the shipped model as a --candidate too: it is timed in the same run, as a ratio."""
+    from fer import DEFAULT_MODEL_DIR
+
+    out = run_bench("predict_latency", tmp_path, "--candidate", str(DEFAULT_MODEL_DIR))
     for image_format in ("jpg", "png"):
         ours = out["ours"][image_format]
         # The benchmark photo has one face, and the detector finds it.
@@ -93,6 +96,8 @@ def test_predict_latency(tmp_path):
         assert 0 < ours["p50_ms"] <= ours["p95_ms"]
     assert set(out["ours"]["jpg"]["stages"]) >= {"decode", "detect", "model"}
     assert out["predict_faces_faces_per_s"]["batch_16"] > 0
+    candidate = out["candidates"][str(DEFAULT_MODEL_DIR)]
+    assert candidate["faces"] == 1 and candidate["p50_over_default"] > 0
 
 
 def test_dashboard(tmp_path):
