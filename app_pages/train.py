@@ -32,7 +32,7 @@ from fer.data import (
     DataError,
     DatasetSummary,
     check_data_allowed,
-    default_data_location,
+    default_dataset,
     resolve_location,
     summarize_dataset,
     validation_is_public_test,
@@ -357,7 +357,10 @@ if clone_notice:
     getattr(st, clone_notice[0])(clone_notice[1])
 
 st.subheader("Dataset")
-default_location = default_data_location()
+try:
+    default_location = default_dataset()  # what an empty field means, named (a run stores it)
+except DataError:
+    default_location = None
 seed("train.data", state["data"])
 data = st.text_input(
     PARAMETERS["data"].label, key="train.data", on_change=remember, args=("data", "train.data"),

@@ -95,6 +95,20 @@ def default_data_location() -> Path | None:
     return None
 
 
+def default_dataset() -> Path:
+    """The dataset an empty "dataset" setting means, as a concrete path: ``FER_DATA``, FER2013's
+    archive or CSV in ``data/``, else the first dataset folder in ``data/`` by name. A run stores
+    this path when it is created, so importing another dataset later never changes what a run
+    (or its resume, or a sweep's next trial) trains on. A DataError when there is none."""
+    path = _given_or_default(None).expanduser()
+    if not path.is_dir():
+        return path
+    for csv_name in ("fer2013.csv", "fer2013.csv.gz"):
+        if not (path / "train").is_dir() and (path / csv_name).is_file():
+            return path / csv_name
+    return _find_image_root(path)
+
+
 def _given_or_default(location: str | os.PathLike | None) -> Path:
     """What a user typed, or the default location when empty; a DataError when there is neither."""
     if location is not None and str(location).strip() != "":

@@ -95,12 +95,19 @@ def _no_progress(phase: str, fraction: float) -> None:
     """Progress reports go nowhere (used when no status file is kept)."""
 
 
+# Names an import may not take: data/train or data/test would turn data/ itself into a dataset.
+RESERVED_NAMES = ("train", "test")
+
+
 def check_name(name: str, data_dir: Path) -> Path:
     """``data_dir/<name>`` for a new dataset name, else an ImportProblem."""
     name = name.strip()
     if not NAME_PATTERN.fullmatch(name) or name.endswith((".gz", ".zip", ".tar", ".csv", ".tgz")):
         raise ImportProblem("the dataset name must be 1 to 64 letters, digits, '_', '-' or '.', start "
                             "with a letter or digit and not end like a file (.zip, .tar.gz, .csv)")
+    if name.lower() in RESERVED_NAMES:
+        raise ImportProblem(f"{name!r} cannot be a dataset's name: data/{name} would make data/ itself look "
+                            "like a dataset (a FER2013 split folder); choose another name")
     target = data_dir / name
     if target.exists() or target.is_symlink():
         raise ImportProblem(f"data/{name} exists already: choose another name or delete it first")

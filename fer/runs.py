@@ -81,9 +81,15 @@ def create_run(config: TrainConfig, root: Path | None = None, run_id: str | None
 def anchored_data(config: TrainConfig) -> TrainConfig:
     """``config`` with a relative dataset path that exists from here made absolute: the worker
     runs in the project folder (and a resume may start from anywhere), so "fer2013" typed in
-    another folder would not be found there. Any other path stays as typed."""
+    another folder would not be found there. Any other path stays as typed. An empty dataset
+    becomes the one it means now (``fer.data.default_dataset``), so that it stays the same."""
     if not config.data:
-        return config
+        from fer.data import DataError, default_dataset
+
+        try:
+            return replace(config, data=str(default_dataset().absolute()))
+        except (DataError, OSError):
+            return config  # no dataset yet: the worker says so
     try:
         path = Path(config.data).expanduser()
         if path.is_absolute() or not path.exists():

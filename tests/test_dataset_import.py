@@ -262,6 +262,14 @@ def test_a_bad_dataset_name_is_refused(data_dir, tmp_path, folder, name):
         import_dataset(write_archive(folder, tmp_path / "a.tar.gz"), name, data_dir)
 
 
+@pytest.mark.parametrize("name", ["train", "test", "TRAIN"])
+def test_an_import_named_like_a_split_folder_is_refused(data_dir, tmp_path, folder, name):
+    """data/train would make data/ itself look like a dataset and break every run on the default."""
+    with pytest.raises(ImportProblem, match="cannot be a dataset's name"):
+        import_dataset(write_archive(folder, tmp_path / "a.tar.gz"), name, data_dir)
+    assert not (data_dir / name).exists()
+
+
 def test_an_existing_dataset_is_never_overwritten(data_dir, tmp_path, folder):
     (data_dir / "fer2013").mkdir()
     (data_dir / "fer2013" / "mine.txt").write_text("keep")

@@ -277,4 +277,29 @@ def test_a_relative_dataset_path_is_stored_as_the_folder_it_named_where_the_run_
     assert stored(tiny_data.name) == str(tiny_data)
     assert stored(f"./{tiny_data.name}/../{tiny_data.name}") == str(tiny_data)
     assert stored("no-such-folder") == "no-such-folder"
-    assert stored(str(tiny_data)) == str(tiny_data) and stored("") == ""
+    assert stored(str(tiny_data)) == str(tiny_data)
+    monkeypatch.delenv("FER_DATA", raising=False)
+    monkeypatch.setattr("fer.data.DATA_DIR", tmp_path / "no-data")
+    assert stored("") == ""  # no dataset anywhere: the worker says so
+
+
+def test_an_empty_dataset_is_stored_as_the_dataset_it_means_so_a_later_import_changes_nothing(
+        tmp_path, monkeypatch):
+    """An empty dataset means "the default": stored as the concrete dataset at creation, so a
+    dataset imported later whose name sorts first (``0-other``) does not become what the run, its
+    resume or a sweep's next trial trains on."""
+    from synthetic import write_image_folder
+
+    data = tmp_path / "data"
+    fer2013 = write_image_folder(data / "fer2013", train=1, test=1)
+    monkeypatch.delenv("FER_DATA", raising=False)
+    monkeypatch.setattr("fer.data.DATA_DIR", data)
+    run = create_run(TrainConfig.for_architecture("mini_xception", data=""), tmp_path / "runs")
+    assert RunFolder(run).read_config().data == str(fer2013)
+    write_image_folder(data / "0-other", train=1, test=1)
+    assert RunFolder(run).read_config().data == str(fer2013)
+    archive = tmp_path / "fer2013_images.tar.gz"
+    archive.write_bytes(b"")
+    monkeypatch.setenv("FER_DATA", str(archive))
+    later = create_run(TrainConfig.for_architecture("mini_xception", data=""), tmp_path / "runs")
+    assert RunFolder(later).read_config().data == str(archive)
