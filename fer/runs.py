@@ -46,13 +46,24 @@ def run_path(run_id: str, root: Path | None = None) -> Path:
     else. The folder itself may be a link (see the module's docstring)."""
     root = Path(root or experiments_dir()).resolve()
     if not is_run_id(run_id):
+        if isinstance(run_id, str) and run_id.lower().startswith(RESERVED_PREFIXES):
+            raise RunError(f"invalid run id {run_id!r}: names starting with "
+                           f"{' or '.join(RESERVED_PREFIXES)} are the experiments folder's own files")
         raise RunError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
     return root / run_id
 
 
+# Files the experiments folder keeps beside the runs (the sweeps' SQLite database and the files
+# SQLite makes next to it, the default model's choice): no run, ensemble or sweep may take their
+# names, or a folder of that name would break every sweep ("disk I/O error") or the choice.
+RESERVED_PREFIXES = ("sweeps.db", "default-model.json")
+
+
 def is_run_id(name: object) -> bool:
-    """A name that can be a run id: no path separator, no "..", no control character."""
-    return isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) is not None and ".." not in name
+    """A name that can be a run id: no path separator, no "..", no control character, none of
+    the experiments folder's own files (``RESERVED_PREFIXES``)."""
+    return (isinstance(name, str) and RUN_ID_PATTERN.fullmatch(name) is not None and ".." not in name
+            and not name.lower().startswith(RESERVED_PREFIXES))
 
 
 def new_run_id(config: TrainConfig) -> str:

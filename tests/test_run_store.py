@@ -10,7 +10,7 @@ import pytest
 
 from fer.config import TrainConfig
 from fer.run_folder import RunError, RunFolder
-from fer.runs import create_run, experiments_dir, list_runs, load_run, run_path
+from fer.runs import create_run, experiments_dir, is_run_id, list_runs, load_run, run_path
 from fer.ui import run_row
 from fer.workers import acquire_lock, delete, effective_state, is_alive, launch, resume, stop
 
@@ -36,9 +36,9 @@ def test_experiments_dir_follows_fer_experiments(tmp_path):
     assert experiments_dir() == tmp_path / "experiments"
 
 
-def test_create_run_writes_config_and_created_status(tmp_path):
+def test_create_run_writes_config_and_created_status(tmp_path, tiny_data):
     """A new run folder holds config.json and a 'created' status before any worker starts."""
-    config = TrainConfig.for_architecture("seed_cnn_a", epochs=4)
+    config = TrainConfig.for_architecture("seed_cnn_a", epochs=4, data=str(tiny_data))
     path = create_run(config)
     assert path.parent == tmp_path / "experiments"
     assert "seed_cnn_a" in path.name
@@ -303,3 +303,13 @@ def test_an_empty_dataset_is_stored_as_the_dataset_it_means_so_a_later_import_ch
     monkeypatch.setenv("FER_DATA", str(archive))
     later = create_run(TrainConfig.for_architecture("mini_xception", data=""), tmp_path / "runs")
     assert RunFolder(later).read_config().data == str(archive)
+
+
+@pytest.mark.parametrize("name", ["sweeps.db", "sweeps.db-journal", "sweeps.db-wal", "Sweeps.DB-shm",
+                                  "default-model.json"])
+def test_a_run_may_not_take_the_name_of_the_experiments_folders_own_files(tmp_path, name):
+    """A run folder named sweeps.db-journal made every sweep fail ("disk I/O error")."""
+    with pytest.raises(RunError, match="experiments folder's own files"):
+        create_run(TrainConfig.for_architecture("mini_xception"), tmp_path, name)
+    assert not (tmp_path / name).exists()
+    assert is_run_id("sweeps-db") and is_run_id("my.sweeps.db")
