@@ -214,7 +214,7 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
             files.begin_save()  # see files_lock above
             # Refused before anything is written: the last completed epoch stays the resume point.
             check_free_space(folder, self.model, epoch)
-            # Runs before CSVLogger, so these columns land in history.csv.
+            # Runs before CSVLogger (and the checkpoint), so these columns land in history.csv.
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))
             logs["seconds"] = round(time.time() - self.epoch_start, 2)
@@ -257,9 +257,12 @@ def callbacks(folder: RunFolder, config: TrainConfig, check_stop: Callable[[], N
 
     callbacks = [
         RunStatus(),
-        keras.callbacks.CSVLogger(str(folder.history_file), append=True),
+        # The best network is saved before the epoch's history row is written: a history row
+        # always means its epoch's files are on disk (a full disk while saving leaves no row
+        # announcing an epoch whose model.keras is missing).
         NetworkCheckpoint(monitor="val_accuracy", mode="max", save_best_only=True,
                           initial_value_threshold=best_so_far),
+        keras.callbacks.CSVLogger(str(folder.history_file), append=True),
         BestSoFar(),
     ]
     if config.lr_schedule == "plateau":

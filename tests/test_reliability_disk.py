@@ -61,6 +61,20 @@ def config(data: Path, epochs: int) -> TrainConfig:
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
+def test_an_epochs_best_model_is_saved_before_its_history_row_announces_it(tmp_path):
+    """history.csv's row is the epoch's announcement: the network is on disk before it, and the
+    resume point (BackupAndRestore) comes last. A full disk during the save then leaves no row
+    without its model (the disk-full test below relies on it, not on timing)."""
+    import keras
+
+    from fer.recipe import callbacks
+
+    names = [type(callback).__name__ for callback in callbacks(
+        RunFolder(tmp_path), TrainConfig.for_architecture("mini_xception"), lambda: None, 10, None)]
+    assert names.index("NetworkCheckpoint") < names.index("CSVLogger") < names.index("BestSoFar")
+    assert names[-1] == keras.callbacks.BackupAndRestore.__name__
+
+
 def test_disk_full_mid_run_fails_that_run_with_a_clear_error_and_another_run_finishes(tmp_path, tiny_data):
     with tmpfs(tmp_path / "small-disk", "8m") as disk:
         full = create_run(config(tiny_data, epochs=500), disk / "experiments")
