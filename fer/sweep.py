@@ -57,6 +57,9 @@ SPEC_ATTR, STOPPED_ATTR = "fer_sweep", "fer_stopped"
 # Trial attributes: the run folder, the machine, why it failed, an extra trial nobody ran.
 RUN_ATTR, HOST_ATTR, ERROR_ATTR, SURPLUS_ATTR = "run", "host", "error", "surplus"
 STORAGE_FILE = "sweeps.db"
+# The storage URL for ``python -m fer.sweep`` when no --storage is given (how started workers get
+# it: a URL with a password must not be in a command line).
+STORAGE_ENV = "FER_SWEEP_STORAGE"
 POLL_S = 1.0
 # The median pruner compares a trial with the trials before it only after this many have finished,
 # and never at its first epoch (the first epochs of every run look alike).
@@ -426,10 +429,12 @@ def start_workers(name: str, storage: str, count: int = 1, root: Path | None = N
     pids = []
     for _ in range(count):
         log = open(logs / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{len(pids)}.log", "ab")  # noqa: SIM115
+        # The storage URL travels in the environment, never in the command line: ``ps`` shows
+        # every user a process' arguments, and a PostgreSQL URL holds its password.
         process = subprocess.Popen(
-            [sys.executable, "-m", "fer.sweep", "--storage", storage, "--experiments", str(root),
-             "worker", "--study", name], cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [sys.executable, "-m", "fer.sweep", "--experiments", str(root), "worker", "--study", name],
+            cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", STORAGE_ENV: storage})
         log.close()
         threading.Thread(target=process.wait, daemon=True).start()
         pids.append(process.pid)
@@ -473,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
     parser.add_argument("--storage",
-                        help=f"Optuna storage URL (default: sqlite in experiments/{STORAGE_FILE})")
+                        help=f"Optuna storage URL (default: {STORAGE_ENV} if set, else sqlite in "
+                             f"experiments/{STORAGE_FILE}); a URL with a password is better given "
+                             f"in {STORAGE_ENV}, which other users cannot read with ps")
     parser.add_argument("--experiments", help="where trial runs are created (default: experiments/)")
     # Also accepted after the command (``worker --study NAME --storage URL``).
     common = argparse.ArgumentParser(add_help=False)
@@ -505,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the sweeps in the storage", parents=[common])
     args = parser.parse_args(argv)
     root = Path(args.experiments) if args.experiments else experiments_dir()
-    storage = args.storage or default_storage(root)
+    storage = args.storage or os.environ.get(STORAGE_ENV, "").strip() or default_storage(root)
     try:
         if args.command == "create":
             spec = create_sweep(args.name, _spec_from_args(args), storage)

@@ -7,8 +7,11 @@ as ``python -m fer.sweep --storage URL --experiments DIR worker --study NAME``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -140,3 +143,45 @@ def test_a_database_that_is_not_there_is_a_message(command):
     assert result.stderr.startswith("error: cannot open the sweep storage postgresql+psycopg2://fer:***@"), \
         result.stderr
     assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stdout + result.stderr
+
+
+def command_lines() -> list[str]:
+    """Every process' command line that this machine's ``ps`` shows any user."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return lines
+
+
+@pytest.mark.timeout(300)
+def test_no_spawned_command_line_holds_the_storage_password(postgres_url, tiny_data, tmp_path):  # noqa: F811
+    """Workers started by the Sweeps page (``start_workers``) and the trials they train get the
+    storage URL through the environment: ``ps`` never shows its password."""
+    from fer.sweep import start_workers
+
+    password = "s3cret-Pa55word"
+    url = postgres_url.replace("://fer@", f"://fer:{password}@")  # the test server trusts the user
+    assert password in url
+    create_sweep("secret", tiny_spec(tiny_data), url)
+    experiments = tmp_path / "experiments"
+    pids = start_workers("secret", url, 1, experiments)
+    try:
+        def a_trial_trains():
+            lines = [line for line in command_lines() if "fer.sweep" in line or "fer.train" in line]
+            assert not any(password in line for line in lines), lines
+            return any("fer.train" in line and str(experiments) in line for line in lines)
+
+        wait_until(a_trial_trains, timeout=240, what="a trial's training process", poll=0.2)
+        assert not any(password in line for line in command_lines())
+    finally:
+        stop_sweep("secret", url)  # the worker stops its trial within seconds, then exits
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), timeout=60,
+                       what="the sweep's worker to exit", poll=0.5)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
