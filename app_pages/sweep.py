@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -101,15 +100,9 @@ def storage_field() -> str:
     return typed or default
 
 
-def sqlite_file_missing(storage: str) -> bool:
-    """An SQLite storage whose file does not exist yet: no sweeps, and reading must not create it."""
-    return storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists()
-
-
 def read_sweeps(storage: str) -> list[str] | None:
-    """The sweeps in ``storage``; None (and the error shown) when it cannot be read."""
-    if sqlite_file_missing(storage):
-        return []
+    """The sweeps in ``storage`` (none for a SQLite file not made yet: reading never creates it);
+    None (and the error shown) when it cannot be read or may not be used."""
     try:
         return list_sweeps(storage)
     except (SweepError, OSError) as exc:

@@ -151,17 +151,80 @@ def driver_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str, stale_after_s: float = 120.0):
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite storage URL (any driver: ``sqlite+pysqlite:///``), else None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def _is_optuna_database(path: Path) -> bool:
+    """Whether the SQLite file at ``path`` holds Optuna's tables, read without writing anything."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = {row[0] for row in rows}
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return {"studies", "version_info", "trials"} <= tables
+
+
+def check_sqlite_storage(url: str, create: bool = False) -> None:
+    """A SQLite storage is opened only where it belongs and never made by looking: its file lies in
+    the experiments folder or where datasets may be read (``data/``, ``FER_DATA``,
+    ``FER_DATA_ROOTS``); viewing needs an existing Optuna database; ``create`` (a new sweep) may
+    make the file, in a folder that exists, never over another program's file."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    from fer.data import DataError, check_data_allowed
+    from fer.runs import experiments_dir
+
+    shown = shown_storage(url)
+    inside_experiments = path.parent.resolve().is_relative_to(experiments_dir().resolve())
+    if not inside_experiments:
+        try:
+            check_data_allowed(path)
+        except DataError:
+            raise SweepError([f"the sweep storage {shown} is outside the experiments folder and the "
+                              "dataset folders (data/, FER_DATA, FER_DATA_ROOTS): fer-lab keeps its "
+                              "sweep databases there"]) from None
+    if path.exists():
+        if not path.is_file() or not _is_optuna_database(path):
+            raise SweepError([f"{shown} is not a sweep storage (no Optuna tables): fer-lab does not "
+                              "write to another program's file; give a new file's name"])
+        return
+    if not create:
+        raise SweepError([f"there is no sweep storage at {shown} yet: create a sweep there first"])
+    if not path.parent.is_dir() and path.parent.resolve() != experiments_dir().resolve():
+        raise SweepError([f"the folder of the sweep storage {shown} does not exist: create it first"])
+
+
+def open_storage(url: str, stale_after_s: float = 120.0, create: bool = False):
     """Optuna's database storage with heartbeats (a silent worker's trial fails after
-    ``stale_after_s``)."""
+    ``stale_after_s``). A SQLite file is checked first (``check_sqlite_storage``): only ``create``
+    may make one."""
     import optuna
     import sqlalchemy.exc
 
     url = driver_url(url)
     _quiet_optuna()
+    check_sqlite_storage(url, create)
     try:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if (path := sqlite_file(url)) is not None and create:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the experiments folder itself
     except OSError as exc:
         raise SweepError([f"cannot open the sweep storage {shown_storage(url)}: "
                           f"{exc.strerror or exc}"]) from None
@@ -216,8 +279,9 @@ def create_sweep(name: str, spec: SweepSpec, storage: str) -> SweepSpec:
         raise SweepError([f"invalid sweep name {name!r}: up to 60 letters, digits, '.', '_' and '-'"])
     spec = spec.checked()
     try:
-        study = optuna.create_study(study_name=name, storage=open_storage(storage, spec.stale_after_s),
-                                    direction="maximize", sampler=_sampler(spec), pruner=_pruner(spec))
+        study = optuna.create_study(study_name=name, direction="maximize",
+                                    storage=open_storage(storage, spec.stale_after_s, create=True),
+                                    sampler=_sampler(spec), pruner=_pruner(spec))
     except optuna.exceptions.DuplicatedStudyError:
         raise SweepError([f"a sweep named {name!r} already exists in {shown_storage(storage)}"]) from None
     study.set_user_attr(SPEC_ATTR, asdict(spec))
@@ -251,7 +315,12 @@ def load_sweep(name: str, storage: str, for_trials: bool = False):
 
 
 def list_sweeps(storage: str) -> list[str]:
+    """The sweeps in ``storage``; none (and nothing created) for a SQLite file that does not exist."""
     import optuna
+
+    if (path := sqlite_file(driver_url(storage))) is not None and not path.exists():
+        check_sqlite_storage(driver_url(storage), create=True)  # still refuses a place it may not be
+        return []
 
     try:
         return sorted(summary.study_name for summary in optuna.get_all_study_summaries(open_storage(storage))

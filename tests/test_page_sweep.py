@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import os
 import shlex
 import subprocess
 import sys
@@ -301,6 +302,7 @@ def test_a_bad_storage_url_is_an_error_not_a_traceback(url):
 
 def test_another_sqlite_storage_is_read_and_not_created_until_a_sweep_is(tmp_path, started):
     other = tmp_path / "elsewhere" / "other.db"
+    other.parent.mkdir()  # Create makes the database, never the folders on its way
     app = open_page("sweep")
     app.text_input(key=STORAGE_KEY).set_value(f"sqlite:///{other}").run()
     assert any(str(other) in text for text in texts(app.info)) and not other.exists()
@@ -308,6 +310,48 @@ def test_another_sqlite_storage_is_read_and_not_created_until_a_sweep_is(tmp_pat
     click(app, "Create sweep")
     no_exception(app)
     assert list_sweeps(f"sqlite:///{other}") == ["there"] and sweeps_here() == []
+
+
+@pytest.mark.parametrize("case", ["another-programs-db", "empty-conf", "pysqlite-url", "missing-folders",
+                                  "outside-the-roots"])
+def test_a_storage_url_never_writes_where_it_should_not(tmp_path, started, case):
+    """Looking at a storage creates nothing and changes nothing; Create makes a new database only in
+    a folder that exists, inside the experiments or dataset folders, never over another file."""
+    import sqlite3
+
+    from fer.sweep import SweepError, check_sqlite_storage, sweep_status
+
+    target = {"another-programs-db": tmp_path / "app.db", "empty-conf": tmp_path / "empty.conf",
+              "pysqlite-url": tmp_path / "new.db", "missing-folders": tmp_path / "a" / "b" / "c" / "x.db",
+              "outside-the-roots": Path("/var/tmp") / f"fer-lab-test-{os.getpid()}.db"}[case]
+    if case == "another-programs-db":
+        with sqlite3.connect(target) as connection:
+            connection.execute("CREATE TABLE notes (text TEXT)")
+    elif case == "empty-conf":
+        target.write_bytes(b"")
+    before = target.read_bytes() if target.exists() else None
+    url = f"sqlite+pysqlite:///{target}" if case == "pysqlite-url" else f"sqlite:///{target}"
+    app = open_page("sweep")
+    app.text_input(key=STORAGE_KEY).set_value(url).run()
+    no_exception(app)
+    with pytest.raises(SweepError):
+        sweep_status("any", url)
+    if case == "pysqlite-url":  # a new file in an allowed folder: created by Create only
+        assert not target.exists()
+        form(app, name="here", workers=0)
+        click(app, "Create sweep")
+        no_exception(app)
+        assert list_sweeps(url) == ["here"]
+        return
+    if not errors(app):  # the page read it as "no sweeps yet": Create must refuse it
+        form(app, name="here", workers=0)
+        click(app, "Create sweep")
+        no_exception(app)
+    assert "sweep storage" in errors(app)
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(SweepError):
+        check_sqlite_storage(url, create=True)
 
 
 # ---- sign-in --------------------------------------------------------------------------------------
