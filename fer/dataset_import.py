@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
@@ -58,6 +59,9 @@ MAX_MEMBER_BYTES = 16 << 20  # one face image (a CSV member may be as large as M
 # the challenge's newer zip has icml_face_data.csv (the same columns).
 ARCHIVED_CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")
 MAX_CSV_ROWS = 200_000
+MAX_CSV_LINE = 1 << 16  # characters; a fer2013.csv line has about 8,000
+# The largest GNU long-name or PAX header a tar member may have (tarfile reads it whole).
+MAX_TAR_HEADER_BYTES = 1 << 16
 MAX_IMAGE_SIDE = 4096  # a spot-checked image larger than this is refused before decoding
 SPOT_CHECKS_PER_CLASS = 3
 SPOT_CHECK_SEED = 0
@@ -211,11 +215,25 @@ def _place(root: Path, member: PurePosixPath) -> Path:
     return target
 
 
+class _CappedTarInfo(tarfile.TarInfo):
+    """A tar header whose GNU long name or PAX extension may not claim more than
+    ``MAX_TAR_HEADER_BYTES``: tarfile reads such a header's data into memory whole (a 3.7 MB tar can
+    claim 3 GiB), so the claim is refused before anything is read."""
+
+    def _proc_member(self, tarfile_):
+        extended = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                    tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+        if self.type in extended and self.size > MAX_TAR_HEADER_BYTES:
+            raise ImportProblem(f"a tar header claims {self.size:,} bytes of name or extended data "
+                                f"(more than {MAX_TAR_HEADER_BYTES:,}): refused as a possible archive bomb")
+        return super()._proc_member(tarfile_)
+
+
 def _unpack_tar(archive: Path, root: Path, progress: Progress) -> None:
     budget = _Budget()
     size = max(archive.stat().st_size, 1)
     try:
-        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
+        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*", tarinfo=_CappedTarInfo) as tar:
             for member in tar:
                 budget.member()
                 if not (member.isreg() or member.isdir()) or member.issparse():
@@ -227,6 +245,10 @@ def _unpack_tar(archive: Path, root: Path, progress: Progress) -> None:
                 source = tar.extractfile(member) if path is not None and member.isreg() else None
                 if source is not None:
                     _copy_capped(source, _place(root, path), budget, member.size)
+                elif member.isreg():
+                    # Skipped (hidden, __MACOSX): its bytes are still inflated to reach the next
+                    # member, so they count, by the header's size, before that work is done.
+                    budget.add(member.size)
                 if budget.members % 500 == 0:
                     progress("unpacking", raw.tell() / size)
     except (tarfile.TarError, EOFError, zlib.error):
@@ -241,8 +263,21 @@ def _zip_mode_ok(info: zipfile.ZipInfo) -> bool:
     return kind in (0, stat.S_IFREG, stat.S_IFDIR)
 
 
+def _zip_directory_entries(archive: Path) -> int | None:
+    """The entry count the zip's end record declares (read before ``zipfile`` parses a central
+    directory that may hold millions of entries); None when it cannot be read."""
+    try:
+        with open(archive, "rb") as handle:
+            record = zipfile._EndRecData(handle)  # noqa: SLF001 - the stdlib's own reader of the record
+    except (OSError, struct.error):
+        return None
+    return None if not record else int(record[zipfile._ECD_ENTRIES_TOTAL])  # noqa: SLF001
+
+
 def _unpack_zip(archive: Path, root: Path, progress: Progress) -> None:
     budget = _Budget()
+    if (entries := _zip_directory_entries(archive)) is not None and entries > MAX_MEMBERS:
+        raise ImportProblem(f"the archive has more than {MAX_MEMBERS:,} members; FER2013 has 35,887 images")
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError):
@@ -366,19 +401,30 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
+def _capped_lines(text: IO[str]) -> Iterator[str]:
+    """The lines of ``text``, none read whole beyond ``MAX_CSV_LINE`` characters (one line of a
+    gzipped CSV could otherwise inflate to gigabytes in memory)."""
+    while line := text.readline(MAX_CSV_LINE + 1):
+        if len(line) > MAX_CSV_LINE:
+            raise ImportProblem(f"the CSV has a line longer than {MAX_CSV_LINE:,} characters (a "
+                                "fer2013.csv line has about 8,000): not a fer2013.csv")
+        yield line
+
+
 def _csv_rows(raw: IO[bytes]) -> Iterator[list[str]]:
+    """The CSV's rows (a byte-order mark and blank lines, as spreadsheets write them, are fine)."""
     gzipped = raw.read(2) == b"\x1f\x8b"
     raw.seek(0)
     source = gzip.GzipFile(fileobj=raw) if gzipped else raw
     text = io.TextIOWrapper(io.BufferedReader(_CountingReader(source, MAX_UNPACKED_BYTES)),
-                            encoding="utf-8", newline="")
+                            encoding="utf-8-sig", newline="")
     csv.field_size_limit(1 << 16)  # one row's pixels take about 8 KB
-    yield from csv.reader(text)
+    yield from (row for row in csv.reader(_capped_lines(text)) if row and any(field.strip() for field in row))
 
 
 def _parse_pixels(text: str, row: int) -> np.ndarray:
     try:  # numpy parses the numbers in C: 15 times faster than splitting the text in Python
-        pixels = np.fromstring(text, dtype=np.int32, sep=" ")
+        pixels = np.fromstring(text, dtype=np.int64, sep=" ")  # 2**32 must not wrap to 0
     except ValueError:
         raise ImportProblem(f"CSV row {row} has a pixel value that is not a whole number") from None
     if pixels.size != IMAGE_SIZE * IMAGE_SIZE:

@@ -238,6 +238,7 @@ PIXELS = " ".join(["128"] * 2304)
     (csv_text([f"7,{PIXELS},Training"]), "row 1 has emotion '7'"),
     (csv_text([f"0,{PIXELS},Training", f"0,{PIXELS},Validation"]), "row 2 has Usage 'Validation'"),
     (csv_text([f"0,{' '.join(['300'] * 2304)},Training"]), "outside 0..255"),
+    (csv_text([f"0,{' '.join(['4294967296'] * 2304)},Training"]), "outside 0..255"),  # no wrap to 0
     (csv_text([f"0,{' '.join(['x'] * 2304)},Training"]), "not a whole number"),
     (csv_text([f"0,{PIXELS},Training"]), "PublicTest or PrivateTest rows"),
     (csv_text([]), "no rows"),
@@ -350,3 +351,70 @@ def test_the_worker_module_never_imports_tensorflow():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                          cwd=Path(di.__file__).parent.parent, check=True).stdout
     assert json.loads(out) == []
+
+
+# ---- bombs the caps must count before memory or CPU is spent ------------------------------------
+
+def long_name_tar(path: Path, claimed: int, kind: bytes = tarfile.GNUTYPE_LONGNAME) -> Path:
+    """A small tar.gz whose first header (a GNU long name, or a PAX extension) claims ``claimed``
+    bytes of data that tarfile would read into memory whole."""
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size = kind, claimed
+    header = info.tobuf(format=tarfile.GNU_FORMAT)
+    path.write_bytes(gzip.compress(header + b"a" * 512 * 64 + b"\0" * 1024))
+    return path
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["gnu-long-name", "pax"])
+def test_a_tar_header_claiming_gigabytes_is_refused_before_it_is_read(data_dir, tmp_path, kind):
+    archive = long_name_tar(tmp_path / "bomb.tar.gz", 3 << 30, kind)
+    assert archive.stat().st_size < 1 << 20
+    refused(archive, data_dir, "tar header claims 3,221,225,472 bytes")
+
+
+def test_skipped_hidden_members_count_against_the_unpacked_cap(data_dir, tmp_path, folder, monkeypatch):
+    """A hidden member is not extracted, but reaching the next member inflates it: it counts."""
+    monkeypatch.setattr(di, "MAX_UNPACKED_BYTES", 1 << 20)
+    archive = tmp_path / "hidden.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="fer2013")
+        for index in range(3):
+            info = tarfile.TarInfo(f"fer2013/.cache-{index}")
+            info.size = 1 << 19
+            tar.addfile(info, io.BytesIO(b"\0" * info.size))
+    refused(archive, data_dir, "possible archive bomb")
+
+
+def test_a_csv_with_one_enormous_line_is_refused_without_reading_it_whole(data_dir, tmp_path):
+    path = tmp_path / "fer2013.csv.gz"
+    path.write_bytes(gzip.compress((csv_text([]) + "0," + "1 " * 200_000 + ",Training\n").encode()))
+    refused(path, data_dir, "line longer than 65,536 characters")
+
+
+def test_a_zip_declaring_too_many_entries_is_refused_before_its_directory_is_parsed(data_dir, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setattr(di, "MAX_MEMBERS", 10)
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for index in range(20):
+            zf.writestr(f"train/happy/{index}.png", b"x")
+
+    def never(*args, **kwargs):
+        raise AssertionError("zipfile parsed the central directory")
+
+    monkeypatch.setattr(di.zipfile, "ZipFile", never)
+    refused(archive, data_dir, "more than 10 members")
+
+
+@pytest.mark.parametrize("case", ["byte-order-mark", "trailing-blank-lines"])
+def test_a_csv_as_spreadsheets_save_it_imports(data_dir, tmp_path, case):
+    rows = [f"{index % 7},{PIXELS},{usage}" for index, usage in
+            enumerate(["Training"] * 7 + ["PublicTest"] * 7 + ["PrivateTest"] * 7)]
+    text = csv_text(rows)
+    path = tmp_path / "fer2013.csv"
+    if case == "byte-order-mark":
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    else:
+        path.write_text(text + "\n\n")
+    import_dataset(path, "fer", data_dir)
+    assert sum(1 for _ in (data_dir / "fer").rglob("*.png")) == 21
