@@ -421,7 +421,7 @@ if not actions_allowed():
     st.caption("Sign in (under **Dataset** or in the sidebar) to launch training.")
 errors = st.session_state.pop(ERRORS, None)
 if errors:
-    st.error("Cannot launch:\n" + "\n".join(f"- {escape_markdown(problem)}" for problem in errors))
+    st.error("Cannot launch:\n" + "\n".join(f"- {problem}" for problem in errors))
 if launched:
     place = st.session_state.get(QUEUED)
     if place:

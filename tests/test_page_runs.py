@@ -74,7 +74,7 @@ def test_query_param_selects_runs_and_bad_ids_are_reported(root):
     no_exception(app)
     assert app.multiselect(key="runs.selected").value == ["a"]
     warnings = " ".join(texts(app.warning))
-    assert "invalid run id" in warnings and "'ghost'" in warnings
+    assert "invalid run id" in warnings and "`ghost`" in warnings
 
 
 def test_several_runs_overlay_train_and_dashed_val_curves_and_compare(root):
