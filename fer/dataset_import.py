@@ -157,6 +157,15 @@ def safe_member_path(name: str) -> PurePosixPath | None:
     if "\0" in name or "\\" in name:
         raise ImportProblem("the archive has a member name with a backslash or NUL character; "
                             "re-create it with zip or tar on the folders train/ and test/")
+    try:
+        name.encode("utf-8")  # tarfile keeps undecodable bytes as surrogates
+    except UnicodeEncodeError:
+        raise ImportProblem("the archive has a member name that is not valid UTF-8 (made on a system "
+                            "with another file name encoding); rename the files, or re-create the "
+                            "archive on a system that uses UTF-8") from None
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise ImportProblem("the archive has a member name with a control character (a line break, "
+                            "a tab); rename the files")
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
         raise ImportProblem("the archive has a member whose path leaves the archive (an absolute path "
@@ -282,6 +291,9 @@ def _unpack_zip(archive: Path, root: Path, progress: Progress) -> None:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError):
         raise ImportProblem("the file is not a readable zip archive") from None
+    except UnicodeDecodeError:  # a name flagged as UTF-8 that is not
+        raise ImportProblem("the archive has a member name marked as UTF-8 that is not valid UTF-8; "
+                            "rename the files or re-create the archive") from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:

@@ -418,3 +418,24 @@ def test_a_csv_as_spreadsheets_save_it_imports(data_dir, tmp_path, case):
         path.write_text(text + "\n\n")
     import_dataset(path, "fer", data_dir)
     assert sum(1 for _ in (data_dir / "fer").rglob("*.png")) == 21
+
+
+def test_a_tar_with_names_that_are_not_utf8_is_refused_with_a_message(data_dir, tmp_path, folder):
+    """Such names imported, and a run trained on them failed at its final evaluation."""
+    archive = tmp_path / "latin1.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        tar.add(folder, arcname="fer2013")
+        tar.add(next((folder / "train" / "happy").iterdir()), arcname="fer2013/train/happy/caf\u00e9.png")
+    refused(archive, data_dir, "not valid UTF-8")
+
+
+def test_a_zip_whose_utf8_flag_lies_is_refused_with_a_message_not_a_traceback(data_dir, tmp_path):
+    archive = tmp_path / "flagged.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train/happy/caf\u00e9.png", b"x")  # a UTF-8 name: the flag says so
+    name = "caf\u00e9".encode()
+    archive.write_bytes(archive.read_bytes().replace(name, b"caf\xff\xfe"))  # no longer UTF-8
+    refused(archive, data_dir, "not valid UTF-8")
+    result = run_cli(["fer.dataset_import", archive, "--name", "flagged"], timeout=120,
+                     FER_DATA_ROOTS=str(tmp_path))
+    assert result.returncode == 2 and "not valid UTF-8" in result.stderr and "Traceback" not in result.stderr
