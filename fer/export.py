@@ -213,6 +213,7 @@ class _StopOnSignal(threading.Thread):
     def run(self) -> None:
         self.signals.wait()
         with self.moving:  # held for good: the process ends here
+            _remove_leftovers(self.folder.path)  # the format being converted: never moved in
             _record_stop(self.folder)
             print("[fer] export stopped", flush=True)
             os._exit(3)
