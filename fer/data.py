@@ -276,6 +276,11 @@ def _list_folder(split_dir: Path, root: Path, warnings: list[str]) -> list[tuple
     return items
 
 
+# The largest side of an image a dataset may hold (FER2013's faces are 48x48): a larger one is
+# skipped from its header, so a planted 13000x13000 PNG costs nothing to a page that samples faces.
+MAX_IMAGE_SIDE = 4096
+
+
 def _read_images(items: list[tuple[Path, int]], root: Path, warnings: list[str]) -> Split:
     images = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     labels = np.empty(len(items), dtype=np.int64)
@@ -285,6 +290,8 @@ def _read_images(items: list[tuple[Path, int]], root: Path, warnings: list[str])
     for path, label in items:
         try:
             with Image.open(path) as image:
+                if max(image.size) > MAX_IMAGE_SIDE:  # from the header: never decoded
+                    raise ValueError(f"{image.size[0]}x{image.size[1]} pixels")
                 image = image.convert("L")
                 if image.size != (IMAGE_SIZE, IMAGE_SIZE):
                     image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)

@@ -348,22 +348,26 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _spot_check(path: Path, root: Path) -> None:
+def _spot_check(path: Path, root: Path, decode: bool = True) -> None:
+    """Refuse an image whose header says it is larger than ``MAX_IMAGE_SIDE`` (every image is
+    checked so, from its header alone), or, with ``decode``, one that cannot be decoded."""
     relative = path.relative_to(root)
     try:
         with Image.open(path) as image:
-            if max(image.size) > MAX_IMAGE_SIDE:
-                raise ImportProblem(f"{relative} is {image.size[0]}x{image.size[1]} pixels; FER2013 "
-                                    "faces are 48x48")
-            image.load()
+            size = image.size
+            if decode and max(size) <= MAX_IMAGE_SIDE:
+                image.load()
     except (OSError, ValueError, Image.DecompressionBombError):
         raise ImportProblem(f"{relative} is not an image that can be decoded") from None
+    if max(size) > MAX_IMAGE_SIDE:
+        raise ImportProblem(f"{relative} is {size[0]}x{size[1]} pixels; FER2013 faces are 48x48")
 
 
 def check_image_folders(root: Path) -> tuple[dict[str, dict[str, int]], list[str]]:
     """Class counts per split folder and warnings; an ImportProblem unless ``root`` is FER2013-shaped.
 
-    Every class folder must be named after an emotion; a few seeded images per class are decoded.
+    Every class folder must be named after an emotion; every image's size is read from its header
+    (none may be larger than ``MAX_IMAGE_SIDE``), and a few seeded images per class are decoded.
     """
     counts: dict[str, dict[str, int]] = {}
     warnings: list[str] = []
@@ -383,8 +387,9 @@ def check_image_folders(root: Path) -> tuple[dict[str, dict[str, int]], list[str
                 raise ImportProblem(f"{split}/{class_dir.name} is not an emotion folder: folders under "
                                     f"{split}/ must be named {', '.join(CLASSES)}")
             images = _images_in(class_dir)
-            for index in rng.permutation(len(images))[:SPOT_CHECKS_PER_CLASS]:
-                _spot_check(images[index], root)
+            decoded = set(rng.permutation(len(images))[:SPOT_CHECKS_PER_CLASS].tolist())
+            for index, image in enumerate(images):
+                _spot_check(image, root, decode=index in decoded)
             counts[split][class_dir.name.lower()] = len(images)
         if not sum(counts[split].values()):
             raise ImportProblem(f"{split}/ has no images in its emotion folders ({', '.join(CLASSES)})")

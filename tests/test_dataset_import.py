@@ -439,3 +439,30 @@ def test_a_zip_whose_utf8_flag_lies_is_refused_with_a_message_not_a_traceback(da
     result = run_cli(["fer.dataset_import", archive, "--name", "flagged"], timeout=120,
                      FER_DATA_ROOTS=str(tmp_path))
     assert result.returncode == 2 and "not valid UTF-8" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_images_size_is_checked_from_its_header_not_only_the_spot_checked_ones(data_dir, tmp_path,
+                                                                                      folder, monkeypatch):
+    """Real faces where the spot check looks, a 13000-pixel-wide PNG everywhere else: refused."""
+    import shutil
+
+    from PIL import Image
+
+    monkeypatch.setattr(di, "SPOT_CHECKS_PER_CLASS", 1)
+    source = shutil.copytree(folder, tmp_path / "planted")
+    for index in range(6):
+        Image.new("1", (13000, 8)).save(source / "train" / "happy" / f"zz-planted-{index}.png")
+    refused(write_archive(source, tmp_path / "planted.tar.gz"), data_dir, "13000x8 pixels")
+
+
+def test_reading_a_dataset_skips_an_oversized_image_from_its_header(tmp_path):
+    from PIL import Image
+
+    from fer.data import load_dataset
+
+    root = write_image_folder(tmp_path / "fer2013", train=2, test=1)
+    Image.new("1", (13000, 8)).save(root / "train" / "happy" / "huge.png")
+    dataset = load_dataset(root)
+    assert len(dataset.train) == 14
+    assert any("skipped 1 unreadable image" in warning and "huge.png" in warning
+               for warning in dataset.warnings)
