@@ -17,6 +17,7 @@ from fer.ui import (
     curve_figure,
     escape_markdown,
     eta_seconds,
+    first_epoch_eta,
     format_bytes,
     format_duration,
 )
@@ -52,8 +53,16 @@ def activity_line(run: RunSummary, history: pd.DataFrame) -> str | None:
     parts = [f"**{escape_markdown(run.run_id)}**"]
     epochs = run.config.get("epochs")
     if isinstance(epochs, int) and not isinstance(epochs, bool):
-        left = eta_seconds(history, epochs, RunFolder(run.path).read_progress())
-        if left is None:
+        progress = RunFolder(run.path).read_progress()
+        left = eta_seconds(history, epochs, progress)
+        first = (first_epoch_eta(epochs, progress, run.status.get("started"), time.time())
+                 if left is None else None)
+        if first is not None:
+            ends = time.strftime("%H:%M", time.localtime(time.time() + first))
+            parts.append(f"about {format_duration(first)} left (ends around {ends}; a first estimate from "
+                         f"{progress['batch']} of {progress['batches']} batches of the first epoch, "
+                         "including the start-up)")
+        elif left is None:
             parts.append("time left known after the first epoch")
         elif left > 0:
             ends = time.strftime("%H:%M", time.localtime(time.time() + left))

@@ -283,6 +283,26 @@ def eta_seconds(history: pd.DataFrame, epochs: int, progress: Mapping[str, Any])
     return left * float(np.median(durations))
 
 
+# The share of the first epoch that must be done before its pace gives a first estimate (the
+# first steps also load the data and compile the step: an estimate from them errs long).
+FIRST_ESTIMATE_SHARE = 0.05
+
+
+def first_epoch_eta(epochs: int, progress: Mapping[str, Any], started: float | None,
+                    now: float) -> float | None:
+    """Before the first epoch ends: seconds left at the pace of the run so far (from its start,
+    so data loading and the first compile count, which makes it err long), once
+    ``FIRST_ESTIMATE_SHARE`` of the first epoch is done; None before that or without a start."""
+    batches, batch = progress.get("batches") or 0, progress.get("batch") or 0
+    if progress.get("epoch") != 1 or not batches or not started or progress.get("phase") != "training":
+        return None
+    share = min(max(batch / batches, 0.0), 1.0)
+    elapsed = now - float(started)
+    if share < FIRST_ESTIMATE_SHARE or elapsed <= 0:
+        return None
+    return max(0.0, elapsed / share * int(epochs) - elapsed)
+
+
 def format_duration(seconds: float) -> str:
     """``42`` -> ``"42 s"``, ``200`` -> ``"3 min"``, ``3900`` -> ``"1 h 05 min"``."""
     seconds = max(0, round(seconds))

@@ -122,6 +122,19 @@ def test_eta_counts_the_epochs_left_at_the_pace_of_the_last_three_and_the_curren
     assert eta_seconds(history, 4, {"epoch": 4}) == 0.0
 
 
+def test_a_first_estimate_comes_from_the_first_epochs_pace_including_the_start_up():
+    """20 of 400 batches (5%) of epoch 1 of 6 after 60 s: 1200 s a epoch, 7140 s left. Before 5%
+    of the epoch, while validating, or without a start time: no estimate."""
+    from fer.ui import first_epoch_eta
+
+    progress = {"epoch": 1, "batch": 20, "batches": 400, "phase": "training"}
+    assert first_epoch_eta(6, progress, 1000.0, 1060.0) == pytest.approx(7140.0)
+    assert first_epoch_eta(6, {**progress, "batch": 19}, 1000.0, 1060.0) is None
+    assert first_epoch_eta(6, {**progress, "epoch": 2}, 1000.0, 1060.0) is None
+    assert first_epoch_eta(6, {**progress, "phase": "validating"}, 1000.0, 1060.0) is None
+    assert first_epoch_eta(6, progress, None, 1060.0) is None
+
+
 def test_eta_is_unknown_before_an_epoch_has_a_duration():
     assert eta_seconds(pd.DataFrame(), 10, {"epoch": 1, "batch": 3, "batches": 9}) is None
     no_durations = timed_history().drop(columns=["seconds"])
@@ -249,5 +262,11 @@ def test_a_run_in_training_before_its_first_epoch_says_when_time_left_is_known(r
                    for text in texts(app.caption))
         assert any(text.startswith("Waiting for the first epoch") for text in texts(app.info))
         assert not figures(app)
+        # A tenth of the first epoch done, 30 s after the start: a first estimate.
+        RunFolder(run_dir).write_status(started=time.time() - 30)
+        RunFolder(run_dir).write_progress(epoch=1, epochs=5, batch=10, batches=100, phase="training")
+        app.run()
+        line = next(text for text in texts(app.caption) if text.startswith("**fresh**"))
+        assert "a first estimate from 10 of 100 batches of the first epoch" in line and "left" in line
     finally:
         release(worker)
