@@ -533,12 +533,14 @@ def best_trial(best: dict[str, Any] | None) -> None:
 
 
 def trials_frame(trials: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per trial: number, state, value in percent, each parameter, run, host, error."""
+    """One row per trial: number, state, value in percent, each parameter, run, host, error (or
+    why a trial the study failed reads complete: its run finished after its worker died)."""
     names = list(dict.fromkeys(name for trial in trials for name in trial["params"]))
     rows = [{"trial": trial["number"], "state": trial["state"],
              "val acc": None if trial["value"] is None else trial["value"] * 100,
              **{name: short(trial["params"].get(name)) for name in names},
-             "run": trial["run"], "host": trial["host"], "error": trial["error"]} for trial in trials]
+             "run": trial["run"], "host": trial["host"],
+             "error": trial["error"] or trial.get("note")} for trial in trials]
     return pd.DataFrame(rows, columns=["trial", "state", "val acc", *names, "run", "host", "error"])
 
 

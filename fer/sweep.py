@@ -342,29 +342,58 @@ def counted_trials(study) -> list:
     return [trial for trial in study.get_trials(deepcopy=False) if not trial.user_attrs.get(SURPLUS_ATTR)]
 
 
-def sweep_status(name: str, storage: str) -> dict[str, Any]:
-    """Counts per trial state, the best trial and every trial (for the CLI and the page)."""
+def _recovered_value(trial, root: Path) -> float | None:
+    """The result of a trial the study failed because its worker died (no heartbeat) while its
+    run went on and finished here: the run's best validation accuracy (None otherwise)."""
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    if trial.state.name != "FAIL" or trial.user_attrs.get(ERROR_ATTR) or not is_run_id(run_id):
+        return None
+    run_dir = root / run_id
+    if not RunFolder(run_dir).is_run() or effective_state(run_dir) != "finished":
+        return None
+    value = RunFolder(run_dir).read_status().get("best_val_accuracy")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def sweep_status(name: str, storage: str, root: Path | None = None) -> dict[str, Any]:
+    """Counts per trial state, the best trial and every trial (for the CLI and the page). A trial
+    the study marked failed when its worker died, whose run then finished in ``root`` (the
+    experiments folder), follows its run: it reads complete, with the run's result, and can be
+    the best."""
     from optuna.storages import fail_stale_trials
 
     study, spec = load_sweep(name, storage)
     fail_stale_trials(study)  # a dead worker's trial reads failed, whoever looks first
     trials = counted_trials(study)
+    root = Path(root or experiments_dir())
+    recovered = {trial.number: value for trial in trials
+                 if (value := _recovered_value(trial, root)) is not None}
+
+    def state_of(trial) -> str:
+        return "complete" if trial.number in recovered else trial.state.name.lower()
+
+    def value_of(trial) -> float | None:
+        return recovered.get(trial.number, trial.value)
+
     counts: dict[str, int] = {}
     for trial in trials:
-        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
-    complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
-    best = max(complete, key=lambda trial: trial.value) if complete else None
+        counts[state_of(trial)] = counts.get(state_of(trial), 0) + 1
+    complete = [trial for trial in trials if state_of(trial) == "complete"]
+    best = max(complete, key=value_of) if complete else None
     finished = sum(counts.get(state, 0) for state in ("complete", "pruned", "fail"))
     return {
         "study": name, "storage": shown_storage(storage), "spec": asdict(spec),
         "stopped": bool(study.user_attrs.get(STOPPED_ATTR)), "planned": spec.planned_trials,
         "counts": counts, "done": finished >= spec.planned_trials or bool(study.user_attrs.get(STOPPED_ATTR))
         and not counts.get("running"),
-        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
-                                           "run": best.user_attrs.get(RUN_ATTR)},
-        "trials": [{"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
+        "best": None if best is None else {"number": best.number, "value": value_of(best),
+                                           "params": best.params, "run": best.user_attrs.get(RUN_ATTR)},
+        "trials": [{"number": trial.number, "state": state_of(trial), "value": value_of(trial),
                     "params": trial.params, "run": trial.user_attrs.get(RUN_ATTR),
-                    "host": trial.user_attrs.get(HOST_ATTR), "error": _failure(trial),
+                    "host": trial.user_attrs.get(HOST_ATTR),
+                    "error": None if trial.number in recovered else _failure(trial),
+                    "note": ("its worker died, its run finished: the result is the run's"
+                             if trial.number in recovered else None),
                     "epochs reported": len(trial.intermediate_values)} for trial in trials],
     }
 

@@ -246,6 +246,36 @@ def test_a_killed_worker_s_trial_is_marked_failed_and_the_sweep_goes_on(root, tm
                     os.kill(pid, signal.SIGKILL)
 
 
+def test_a_trial_failed_for_a_dead_worker_follows_its_run_that_finished(root):
+    """kill -9 of a worker: the study fails its trial (no heartbeat) while the trial's run goes on
+    and finishes with a model. The status then reads that trial complete with the run's result,
+    and it can be the best; a trial that failed for a reason of its own stays failed."""
+    import optuna
+    from fake_runs import fake_run
+
+    from fer.sweep import ERROR_ATTR, RUN_ATTR
+
+    storage = default_storage(root)
+    create_sweep("orphan", spec(trials=3), storage)
+    study = optuna.load_study(study_name="orphan", storage=storage)
+    for number, error in ((0, None), (1, "the dataset was deleted"), (2, None)):
+        trial = study.ask()
+        trial.set_user_attr(RUN_ATTR, f"orphan-t{number:03d}")
+        if error:
+            trial.set_user_attr(ERROR_ATTR, error)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    fake_run(root, "orphan-t000")  # finished, best validation accuracy 0.36
+    fake_run(root, "orphan-t001")
+    fake_run(root, "orphan-t002", state="failed", error="out of memory")
+    status = sweep_status("orphan", storage)
+    assert status["counts"] == {"complete": 1, "fail": 2}
+    first = status["trials"][0]
+    assert first["state"] == "complete" and first["value"] == pytest.approx(0.36) and not first["error"]
+    assert "its run finished" in first["note"]
+    assert status["best"]["number"] == 0 and status["best"]["run"] == "orphan-t000"
+    assert [trial["state"] for trial in status["trials"][1:]] == ["fail", "fail"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_a_three_trial_sweep_trains_real_runs_with_sqlite(root, tiny_data):
