@@ -184,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = sorted({int(value) for value in args.workers.split(",") if value.strip()})
     data = Path(args.data) if args.data else synthetic_data(4 if args.quick else args.train_per_class)
     work = temp_dir("sweep-scaling")
+    # The studies' SQLite files live in this work folder: a place sweep storage may be (the
+    # workers inherit it).
+    roots = [str(work), os.environ.get("FER_DATA_ROOTS")]
+    os.environ["FER_DATA_ROOTS"] = os.pathsep.join(root for root in roots if root)
     try:
         rows: dict[int, list[dict[str, Any]]] = {workers: [] for workers in counts}
         for round_number in range(args.rounds):

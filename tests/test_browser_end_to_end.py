@@ -131,8 +131,11 @@ def test_train_compare_clone_dataset_and_predict_in_a_real_browser(server, page)
     assert "journey" in body_text(page)
     page.get_by_role("button", name="Clone settings into Train").first.click()
     page.get_by_text(f"Settings from run {run_id}").wait_for()
-    assert page.get_by_label("Epochs", exact=True).input_value() == "2"
-    assert page.get_by_label("Batch size", exact=True).input_value() == "8"
+    # The form's widgets take the cloned values on the rerun that follows (later on a busy CPU).
+    from playwright.sync_api import expect
+
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("2", timeout=60_000)
+    expect(page.get_by_label("Batch size", exact=True)).to_have_value("8", timeout=60_000)
 
     # Dataset: the distribution chart, the training split's faces, another split's.
     page.goto(f"{url}/dataset")

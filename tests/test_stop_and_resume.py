@@ -141,7 +141,8 @@ def test_kill_9_is_interrupted_keeps_its_files_and_resumes(launch_tiny, backend)
 
 
 def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
-    """BackupAndRestore marks an epoch done; before it, the history row and checkpoint must exist."""
+    """BackupAndRestore marks an epoch done; before it, the checkpoint and then the history row
+    (which announces the epoch) must exist."""
     keras = pytest.importorskip("keras")
     from fer.recipe import callbacks as run_callbacks
 
@@ -152,7 +153,7 @@ def test_backup_is_written_last_so_a_kill_never_leaves_a_history_gap(tmp_path):
     def position(kind) -> int:
         return next(i for i, callback in enumerate(callbacks) if isinstance(callback, kind))
 
-    assert position(keras.callbacks.CSVLogger) < position(keras.callbacks.ModelCheckpoint)
+    assert position(keras.callbacks.ModelCheckpoint) < position(keras.callbacks.CSVLogger)
 
 
 def test_best_network_is_replaced_atomically(tmp_path, monkeypatch):
