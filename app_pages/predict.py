@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from app_pages.access import actions_allowed, sign_in_notice
 from app_pages.explain_view import (
     explained_classes,
     explanation_choice,
@@ -18,7 +19,6 @@ from app_pages.explain_view import (
     load_predictor,
 )
 from fer import CLASSES
-from fer.access import actions_allowed, sign_in_notice
 from fer.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.run_folder import RunFolder
 from fer.ui import (
