@@ -15,6 +15,7 @@ at or after each sampling time kept, which works for files whose frame count or 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -245,9 +246,194 @@ def frame_at(path: Path, seconds: float):
         capture.release()
 
 
+# ---- analyses in the background (the Predict page) ------------------------------------------
+
+JOB_FILE, RESULT_FILE, STOP_FILE, LOG_FILE = "job.json", "emotions.csv", "stop-requested", "log.txt"
+JOB_ACTIVE = ("queued", "running")
+JOB_START_GRACE_S = 120.0  # a started process may take this long to say it runs (imports a backend)
+
+
+def jobs_dir() -> Path:
+    from fer.data import cache_dir
+
+    return cache_dir() / "videos"
+
+
+def job_folder(job_id: str) -> Path:
+    """The folder of job ``job_id`` (a ValueError for an id that could name anything else)."""
+    import re
+
+    if not isinstance(job_id, str) or not re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}", job_id):
+        raise ValueError(f"invalid video job id {str(job_id)[:40]!r}")
+    return jobs_dir() / job_id
+
+
+def start_job(data: bytes, filename: str, model: str, fps: float, tta: str, detector: str) -> str:
+    """Save an uploaded video in a new job folder and analyse it in a background process; the
+    job's id. A VideoError for a file that is refused at once (too large, unknown type)."""
+    import os
+    import secrets
+    import subprocess
+
+    from fer import PROJECT_ROOT
+    from fer.files import write_json_atomic
+
+    suffix = Path(filename).suffix.lower().lstrip(".")
+    if suffix not in VIDEO_TYPES:
+        raise VideoError(f"{filename} is not a video file this page reads ({', '.join(VIDEO_TYPES)})")
+    if len(data) > MAX_VIDEO_BYTES:
+        raise VideoError(f"the video is {len(data) / 1e6:,.0f} MB; up to {MAX_VIDEO_BYTES >> 20} MB are read")
+    if not MIN_FPS <= float(fps) <= MAX_FPS:
+        raise VideoError(f"the sampling rate must be from {MIN_FPS:g} to {MAX_FPS:g} frames a second")
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    folder = job_folder(job_id)
+    folder.mkdir(parents=True)
+    try:
+        (folder / f"video.{suffix}").write_bytes(data)
+        write_json_atomic(folder / JOB_FILE, {"state": "queued", "file": Path(filename).name,
+                                              "model": model, "fps": float(fps), "tta": tta,
+                                              "detector": detector, "queued": time.time(),
+                                              "done_s": 0.0, "total_s": None})
+        with open(folder / LOG_FILE, "wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "fer.video", "--job", str(folder)],
+                                       cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    except OSError:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    import threading
+
+    threading.Thread(target=process.wait, daemon=True).start()  # no zombie in a long-lived server
+    _update(folder, pid=process.pid)
+    return job_id
+
+
+def _update(folder: Path, **values) -> None:
+    from fer.files import write_json_atomic
+
+    write_json_atomic(folder / JOB_FILE, {**read_job(folder, raw=True), **values})
+
+
+def _alive(pid: Any) -> bool:
+    import os
+
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"fer.video" in handle.read()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def read_job(folder: Path, raw: bool = False) -> dict[str, Any]:
+    """The job's state: queued, running, finished, failed, stopped, or interrupted (its process is
+    gone without saying how it ended); {} for a folder without a readable job file."""
+    from fer.files import FileProblem, load_json
+
+    try:
+        job = load_json(Path(folder) / JOB_FILE)
+    except (OSError, FileProblem):
+        return {}
+    if not isinstance(job, dict):
+        return {}
+    if raw:
+        return job
+    if job.get("state") in JOB_ACTIVE and not _alive(job.get("pid")):
+        queued = job.get("queued") if isinstance(job.get("queued"), int | float) else 0
+        if job.get("pid") is not None or time.time() - queued > JOB_START_GRACE_S:
+            job = {**job, "state": "interrupted",
+                   "error": "the analysis ended unexpectedly (its process is gone)"}
+    return job
+
+
+def stop_job(folder: Path) -> bool:
+    """Ask a running analysis to stop (it keeps what it read); False when it was not running."""
+    import os
+    import signal
+
+    job = read_job(folder)
+    if job.get("state") not in JOB_ACTIVE:
+        return False
+    (Path(folder) / STOP_FILE).touch()
+    if _alive(job.get("pid")):
+        with contextlib.suppress(OSError):
+            os.kill(job["pid"], signal.SIGTERM)
+    return True
+
+
+def read_rows(folder: Path) -> list[dict[str, Any]]:
+    """The rows a job wrote (its CSV), [] when there are none."""
+    import pandas as pd
+
+    path = Path(folder) / RESULT_FILE
+    if not path.is_file() or path.stat().st_size > 64 << 20:
+        return []
+    try:
+        return pd.read_csv(path).to_dict("records")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return []
+
+
+def video_file(folder: Path) -> Path | None:
+    found = [path for path in Path(folder).glob("video.*") if path.suffix.lstrip(".") in VIDEO_TYPES]
+    return found[0] if found else None
+
+
+def run_job(folder: Path) -> int:
+    """The background process of a job: analyse its video, writing progress, the CSV and the end."""
+    import signal
+    import threading
+
+    from fer.predict import ModelError, Predictor
+
+    folder = Path(folder)
+    job = read_job(folder, raw=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _update(folder, state="running", started=time.time())
+    last = [0.0]
+
+    def progress(done: float, total: float) -> None:
+        if time.monotonic() - last[0] > 0.5:
+            _update(folder, done_s=round(done, 2), total_s=round(total, 2))
+            last[0] = time.monotonic()
+
+    def should_stop() -> bool:
+        return stop.is_set() or (folder / STOP_FILE).exists()
+
+    try:
+        video = video_file(folder)
+        if video is None:
+            raise VideoError("the uploaded video is missing")
+        predictor = Predictor.load(job.get("model") or None)
+        result = analyse(video, predictor, float(job.get("fps") or DEFAULT_FPS),
+                         str(job.get("tta") or "none"), job.get("detector") or None, progress=progress,
+                         should_stop=should_stop)
+    except (VideoError, ModelError, ValueError, OSError) as exc:
+        _update(folder, state="failed", ended=time.time(), error=str(exc))
+        print(f"error: {exc}", flush=True)
+        return 2
+    (folder / RESULT_FILE).write_text(rows_csv(result.rows))
+    _update(folder, state="stopped" if result.stopped else "finished", ended=time.time(),
+            done_s=result.read_s, total_s=result.info.duration_s or result.read_s,
+            sampled=result.sampled, faces=result.faces, warnings=result.warnings,
+            seconds=round(result.seconds, 2), width=result.info.width, height=result.info.height)
+    print(f"[fer] {result.sampled} frames, {result.faces} face(s), {result.seconds:.1f} s", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer.video", description=__doc__.splitlines()[0])
-    parser.add_argument("video", help=f"a video file ({', '.join(VIDEO_TYPES)})")
+    parser.add_argument("video", nargs="?", help=f"a video file ({', '.join(VIDEO_TYPES)})")
+    parser.add_argument("--job", default="", help=argparse.SUPPRESS)  # the Predict page's background job
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
                         help=f"frames sampled per second of video ({MIN_FPS:g}-{MAX_FPS:g}, "
                              f"default {DEFAULT_FPS:g})")
@@ -257,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", default="", help="face detector: blazeface (default) or haar")
     parser.add_argument("--output", default="", help="write the CSV here (default: print it)")
     args = parser.parse_args(argv)
+    if args.job:
+        return run_job(Path(args.job))
+    if not args.video:
+        parser.error("give a video file")
 
     from fer.predict import ModelError, Predictor
     from fer.tta import TTA_MODES

@@ -208,7 +208,7 @@ def test_signed_out_visitor_is_not_offered_uploads_or_the_camera(fake_predictor)
     no_exception(app)
     assert not app.get("file_uploader") and not app.get("camera_input")
     assert not [toggle for toggle in app.toggle if toggle.key == "predict.camera_on"]
-    assert notices(app) == ["Sign in to upload photos or use the camera: this dashboard lets only "
+    assert notices(app) == ["Sign in to upload photos or videos or use the camera: this dashboard lets only "
                             "signed-in users act on it."]
 
 
