@@ -8,7 +8,7 @@ without running this script (no sidebar, no page config).
 
 import streamlit as st
 
-from fer.access import actions_allowed, sidebar_status
+from app_pages.access import actions_allowed, sidebar_status
 from fer.queue import MAX_RUNS_LIMIT, QueueError, ensure_dispatcher, env_max_runs, max_runs, set_max_runs
 from fer.runs import experiments_dir, list_runs
 

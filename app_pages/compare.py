@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages.access import actions_allowed, sign_in_notice
 from app_pages.notes_view import notes_editor
-from fer.access import actions_allowed, sign_in_notice
 from fer.config import PARAMETERS
 from fer.run_folder import RunFolder
 from fer.runs import list_runs

@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 import fer.data
+from app_pages.access import actions_allowed, sign_in_notice
 from fer import CLASSES
-from fer.access import actions_allowed, sign_in_notice
 from fer.data import SPLIT_TITLES, SPLITS, DataError, check_data_allowed, find_datasets, sample_faces
 from fer.dataset_import import (
     MAX_UPLOAD_MB,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer.access import actions_allowed
+from app_pages.access import actions_allowed
 from fer.default_model import (
     DefaultModelError,
     check_candidate,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages.access import actions_allowed, sign_in_notice
 from app_pages.default_view import default_model_actions, fallback_notice, show_message
 from app_pages.explain_view import gallery_pictures
 from app_pages.export_view import export_section
 from fer import CLASSES, DEFAULT_MODEL_DIR, PROJECT_ROOT
-from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
 from fer.data import SPLIT_TITLES
 from fer.default_model import current_default

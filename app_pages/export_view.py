@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from fer.access import actions_allowed
+from app_pages.access import actions_allowed
 from fer.ensemble import model_file
 from fer.export import (
     ACTIVE,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import streamlit as st
 
-from fer.access import actions_allowed
+from app_pages.access import actions_allowed
 from fer.run_folder import RunError, RunFolder
 from fer.runs import RunSummary, run_path
 from fer.schemas import MAX_TAGS, NOTES_MAX_CHARS

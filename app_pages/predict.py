@@ -1,5 +1,6 @@
 """Predict: find the faces in photos and show each face's expression probabilities, optionally
-beside a second model's, with Grad-CAM heatmaps, and download every prediction as CSV."""
+beside a second model's, with Grad-CAM heatmaps, and download every prediction as CSV; follow the
+faces of a video over time (the Video tab, app_pages/video_view.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from app_pages.access import actions_allowed, sign_in_notice
 from app_pages.explain_view import (
     explained_classes,
     explanation_choice,
     face_heatmaps,
     load_predictor,
 )
+from app_pages.video_view import video_section
 from fer import CLASSES
-from fer.access import actions_allowed, sign_in_notice
 from fer.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.run_folder import RunFolder
 from fer.ui import (
@@ -62,12 +64,15 @@ def load(path: Path, label: str) -> Model | None:
         return None
 
 
-def uploads() -> list[tuple[str, str, bytes]]:
-    """(id, name, bytes) of every uploaded or camera image; none (and no widgets) unless allowed."""
+def uploads(video_model: str, tta: str, detector: str) -> list[tuple[str, str, bytes]]:
+    """(id, name, bytes) of every uploaded or camera image; none (and no widgets) unless allowed.
+    The Video tab analyses a video with ``video_model`` in the background."""
     if not actions_allowed():
-        sign_in_notice("upload photos or use the camera")
+        sign_in_notice("upload photos or videos or use the camera")
         return []
-    upload_tab, camera_tab = st.tabs(["Upload photos", "Camera"])
+    upload_tab, camera_tab, video_tab = st.tabs(["Upload photos", "Camera", "Video"])
+    with video_tab:
+        video_section(video_model, tta, detector)
     with upload_tab:
         files = st.file_uploader("Photos with faces", type=IMAGE_TYPES, accept_multiple_files=True,
                                  key="predict.files") or []
@@ -219,7 +224,7 @@ if any(model is None for model in chosen):
     st.stop()
 explain = explanation_choice("predict.gradcam")
 
-images = uploads()
+images = uploads(model_path, tta, st.session_state.get(DETECTOR, DEFAULT_DETECTOR))
 if not images and actions_allowed():
     st.caption("Upload one or more photos, or take one with the camera.")
 rows: list[dict] = []

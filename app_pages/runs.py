@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.access import actions_allowed, sign_in_notice
 from app_pages.curves_view import live_curves
 from app_pages.default_view import default_model_actions, fallback_notice, show_message
 from app_pages.export_view import export_section
 from app_pages.notes_view import notes_summary
-from fer.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES
 from fer.evaluate import one_class_warning, read_evaluation
 from fer.queue import max_runs, queue_positions
@@ -163,7 +163,7 @@ def run_actions(run: RunSummary) -> None:
             default_model_actions(run.run_id, run.path, key=f"default.{run.run_id}", changed=CHANGED)
         if st.button("Clone settings into Train", key=f"clone.{run.run_id}", icon=":material/content_copy:",
                      help="Open the Train page with this run's settings, to train a variant of it."):
-            from fer.train_form import request_clone  # switches to the Train page
+            from app_pages.clone_link import request_clone  # switches to the Train page
 
             request_clone(run.run_id)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from fer.access import actions_allowed, sign_in_notice
+from app_pages.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES, architecture_names
 from fer.config import PARAMETERS, TrainConfig
 from fer.data import DataError, check_data_allowed, resolve_location
@@ -527,7 +527,7 @@ def best_trial(best: dict[str, Any] | None) -> None:
             if right.button("Clone settings into Train", key="sweep.clone_best",
                             icon=":material/content_copy:",
                             help="Open the Train page with this trial's settings, e.g. to train it longer."):
-                from fer.train_form import request_clone  # switches to the Train page
+                from app_pages.clone_link import request_clone  # switches to the Train page
 
                 request_clone(best["run"])
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from fer.access import actions_allowed, sign_in_notice
+from app_pages.access import actions_allowed, sign_in_notice
 from fer.architectures import ARCHITECTURES, architecture_names
 from fer.backends import installed_backends
 from fer.config import (

@@ -249,6 +249,16 @@ def _class_index(folder: Path) -> int:
     return CLASSES.index(name)
 
 
+def _utf8_name(name: str) -> bool:
+    """Whether a file name is valid UTF-8 (Python keeps other bytes as surrogates, which no page,
+    CSV or JSON file can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _list_folder(split_dir: Path, root: Path, warnings: list[str]) -> list[tuple[Path, int]]:
     if not split_dir.is_dir():
         raise DataError(f"missing folder {split_dir}: expected {split_dir.name}/<emotion>/*.jpg")
@@ -260,8 +270,14 @@ def _list_folder(split_dir: Path, root: Path, warnings: list[str]) -> list[tuple
     for class_dir in class_dirs:
         label = _class_index(class_dir)
         files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        undecodable = [p for p in files if not _utf8_name(p.name)]
+        files = [p for p in files if _utf8_name(p.name)]
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         skipped += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if undecodable:
+            shown = undecodable[0].name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            warnings.append(f"skipped {len(undecodable)} file(s) in {class_dir.relative_to(root)} whose "
+                            f"names are not valid UTF-8, e.g. {shown!r}: rename them to use them")
         if not images:
             warnings.append(f"class folder {class_dir} has no images")
         items += [(p, label) for p in images]

@@ -576,10 +576,15 @@ def start_import(upload: IO[bytes], filename: str, name: str, data_dir: Path) ->
     job = imports_dir(data_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     job.mkdir(parents=True)
     source = job / "upload"
-    with open(source, "xb") as out:
-        shutil.copyfileobj(upload, out, CHUNK)
-    write_json_atomic(job / STATUS_FILE, {"state": "queued", "name": name.strip(), "file": filename,
-                                          "phase": "starting", "fraction": 0.0, "started": time.time()})
+    try:
+        with open(source, "xb") as out:
+            shutil.copyfileobj(upload, out, CHUNK)
+        write_json_atomic(job / STATUS_FILE, {"state": "queued", "name": name.strip(), "file": filename,
+                                              "phase": "starting", "fraction": 0.0, "started": time.time()})
+    except OSError:
+        # A full disk: no half-saved upload is left behind, and no import without a status.
+        shutil.rmtree(job, ignore_errors=True)
+        raise
     try:
         with open(job / "log.txt", "wb") as log:
             process = subprocess.Popen(

@@ -1,8 +1,8 @@
 """The Train page's form as plain values: what an architecture switch, a preset or a cloned run
 does to the settings a user typed.
 
-Nothing here draws anything (the page does), so every rule is testable on its own. The one
-Streamlit call, :func:`request_clone`, imports Streamlit when it runs.
+Nothing here draws anything or imports Streamlit (the pages do; ``app_pages/clone_link.py`` opens
+the Train page with a run's settings), so every rule is testable on its own.
 """
 
 from __future__ import annotations
@@ -169,12 +169,3 @@ def clone_values(raw: Any, current_architecture: str) -> Cloned:
         problems += exc.problems
     user_set = {name for name in FORM_SETTINGS if values[name] != base[name]}
     return Cloned(architecture, data, values, user_set, problems)
-
-
-def request_clone(run_id: str) -> None:
-    """Open the Train page with ``run_id``'s settings in its form (call it from a button's
-    ``if``, not from a callback: it switches page)."""
-    import streamlit as st
-
-    st.session_state[CLONE_REQUEST] = run_id
-    st.switch_page(TRAIN_PAGE)

@@ -18,7 +18,7 @@ from streamlit.runtime.secrets import Secrets
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
-import fer.access
+import app_pages.access
 import fer.workers
 from fer import PROJECT_ROOT
 from fer.runs import experiments_dir
@@ -111,8 +111,8 @@ def test_secrets_file_is_kept_out_of_git_and_the_config_is_not():
 def test_no_secrets_file_means_auth_is_not_configured_and_actions_are_allowed(tmp_path, monkeypatch):
     monkeypatch.setattr(st, "secrets", Secrets())
     with patch_config_options({"secrets.files": [str(tmp_path / "missing" / "secrets.toml")]}):
-        assert fer.access.auth_configured() is False
-        assert fer.access.actions_allowed() is True
+        assert app_pages.access.auth_configured() is False
+        assert app_pages.access.actions_allowed() is True
 
 
 @pytest.mark.parametrize("text", [
@@ -126,8 +126,8 @@ def test_a_secrets_file_that_cannot_be_read_locks_every_action_with_a_reason(tmp
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(text)
     with patch_config_options({"secrets.files": [str(secrets)]}):
-        assert "cannot be read" in fer.access.secrets_problem()
-        assert fer.access.auth_configured() is True and fer.access.actions_allowed() is False
+        assert "cannot be read" in app_pages.access.secrets_problem()
+        assert app_pages.access.auth_configured() is True and app_pages.access.actions_allowed() is False
         for page in ("train", "runs", "predict", "dataset"):
             app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
             app.run()
@@ -143,12 +143,12 @@ def test_a_secrets_file_that_cannot_be_read_locks_every_action_with_a_reason(tmp
         assert launched == [] and experiments(experiments_dir()) == []
     secrets.write_text('[unrelated]\nvalue = 1\n')
     with patch_config_options({"secrets.files": [str(secrets)]}):
-        assert fer.access.secrets_problem() is None
+        assert app_pages.access.secrets_problem() is None
 
 
 def test_email_verified_counts_only_when_absent_or_true():
-    assert [fer.access.email_verified(claim) for claim in (None, True, "true", " True ")] == [True] * 4
-    assert not any(fer.access.email_verified(claim) for claim in (False, "false", "no", 0, 1, "", []))
+    assert [app_pages.access.email_verified(claim) for claim in (None, True, "true", " True ")] == [True] * 4
+    assert not any(app_pages.access.email_verified(claim) for claim in (False, "false", "no", 0, 1, "", []))
 
 
 # --- auth configured, visitor not signed in: reading works, acting does not -------------------
@@ -208,7 +208,7 @@ def test_signed_out_visitor_is_not_offered_uploads_or_the_camera(fake_predictor)
     no_exception(app)
     assert not app.get("file_uploader") and not app.get("camera_input")
     assert not [toggle for toggle in app.toggle if toggle.key == "predict.camera_on"]
-    assert notices(app) == ["Sign in to upload photos or use the camera: this dashboard lets only "
+    assert notices(app) == ["Sign in to upload photos or videos or use the camera: this dashboard lets only "
                             "signed-in users act on it."]
 
 
@@ -251,7 +251,7 @@ def test_signed_in_user_sees_who_and_can_sign_out():
     app.sidebar.button(key="access.sign_out").click().run()
     no_exception(app)
     assert app.user == {"is_logged_in": False}
-    assert fer.access.SIGN_IN_ERROR not in app.session_state
+    assert app_pages.access.SIGN_IN_ERROR not in app.session_state
     assert any("Not signed in" in text for text in texts(app.sidebar.caption))
 
 

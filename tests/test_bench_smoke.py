@@ -210,3 +210,11 @@ def test_cpu_preset(tmp_path):
     assert vgg16["images_per_s"] > 0 and vgg16["images_per_cpu_s_x_cores"] > 0
     assert [row["candidate"] for row in out["proxy"]] == ["vgg16", "tang"]
     assert all(0 <= row["best_public_test"] <= 1 and row["epochs"] == 1 for row in out["proxy"])
+
+
+def test_video(tmp_path):
+    """bench.video counts frames analysed per second on a video of a real face."""
+    output = run_bench("video", tmp_path)
+    for fps in ("5", "25"):
+        rate = output[f"sample_{fps}_per_s"]
+        assert rate["faces"] == 1 and rate["sampled_frames"] > 0 and rate["frames_per_s"] > 0

@@ -406,3 +406,19 @@ def test_real_fer2013_counts_match_the_published_distribution(real_data):
     summary = summarize_dataset(real_data)
     assert {split: list(counts.values()) for split, counts in summary.counts.items()} == REAL_COUNTS
     assert summary.warnings == []
+
+
+def test_a_file_whose_name_is_not_utf8_is_skipped_with_a_warning(tmp_path):
+    """Such a name (bytes Python keeps as surrogates) broke the Dataset page and a run's final
+    evaluation (UnicodeEncodeError); it is left out, and the warning shows it readably."""
+    from fer.data import load_dataset, summarize_dataset
+
+    root = write_image_folder(tmp_path / "fer2013", train=2, test=1)
+    happy = root / "train" / "happy"
+    source = next(happy.iterdir())
+    shutil.copyfile(source, os.path.join(os.fsencode(happy), b"caf\xe9.png"))
+    dataset = load_dataset(root)
+    assert len(dataset.train) == 14 and all(name.encode() for name in dataset.train.names)
+    (warning,) = [w for w in dataset.warnings if "not valid UTF-8" in w]
+    assert "caf\ufffd.png" in warning and warning.encode()
+    assert any("not valid UTF-8" in w for w in summarize_dataset(root).warnings)

@@ -306,6 +306,27 @@ def test_a_job_just_queued_reads_queued_until_its_process_takes_the_lock(tmp_pat
     assert job_state(folder)[0] == "queued"
 
 
+def test_a_page_export_is_refused_with_a_message_while_a_command_line_export_holds_the_lock(tmp_path):
+    """An export from the command line holds the folder's lock before its job file says so; the
+    page's export used to start anyway and be dropped without a word."""
+    from fake_runs import LOCK_HOLDER
+
+    run_dir = fake_run(experiments_dir(), "busy", evaluation=False)
+    save_tiny_model(RunFolder(run_dir).model_file)
+    folder = export_folder(run_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(folder.lock)], stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ExportError, match="already running"):
+            start_export(run_dir, ["keras"])
+        assert folder.read_job().get("state") is None  # nothing was queued
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_damaged_job_file_reads_as_no_export(tmp_path):
     folder = ExportFolder(tmp_path / "export")
     folder.path.mkdir()

@@ -190,6 +190,30 @@ def test_a_taken_name_is_refused_at_once(data_dir, tiny_data, tmp_path):
     assert fer.dataset_import.list_imports(data_dir) == []
 
 
+def test_a_full_disk_while_saving_an_upload_is_a_message_and_leaves_nothing(data_dir, tiny_data, tmp_path,
+                                                                           monkeypatch):
+    """The partial upload used to stay, read as an import that "failed: unknown reason"."""
+    import errno
+    import os
+
+    def full(source, target, length=0):
+        target.write(source.read(1000))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fer.dataset_import.shutil, "copyfileobj", full)
+    archive = write_archive(tiny_data, tmp_path / "fer2013_images.tar.gz")
+    app = open_page("dataset")
+    app.file_uploader(key="dataset.upload").set_value(
+        ("fer2013_images.tar.gz", archive.read_bytes(), "application/gzip")).run()
+    next(b for b in app.button if b.label == "Import").click().run()
+    no_exception(app)
+    assert any("could not save the upload in data/: No space left on device" in text
+               for text in texts(app.error))
+    imports = data_dir / fer.dataset_import.IMPORTS
+    assert not imports.exists() or not any(imports.iterdir())
+    assert not any("unknown reason" in text for text in texts(app.error))
+
+
 def test_uploading_needs_a_signed_in_user_once_sign_in_is_configured(data_dir):
     write_image_folder(data_dir / "tiny", train=1, test=1)
     visitor = open_as("dataset", auth=True)
