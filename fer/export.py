@@ -150,8 +150,8 @@ def start_export(model_dir: Path, formats: list[str]) -> int:
     folder.path.mkdir(parents=True, exist_ok=True)
     with file_lock(folder.launch_lock):
         state, _ = job_state(folder)
-        if state in ACTIVE or _lock_held(folder):
-            # _lock_held: an export from the command line (python -m fer.export --run) holds the
+        if state in ACTIVE or lock_held(folder.lock):
+            # lock_held: an export from the command line (python -m fer.export --run) holds the
             # folder's lock before its job file says so; a second one would be dropped silently.
             raise ExportError("an export of this model is already running; wait for it to finish")
         folder.write_job(state="queued", queued=time.time(), pid=None, formats=formats, error=None,
@@ -172,23 +172,6 @@ def start_export(model_dir: Path, formats: list[str]) -> int:
     # Reap the child when it exits so no zombie is left behind in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()
     return process.pid
-
-
-def _lock_held(folder: ExportFolder) -> bool:
-    """Whether an export process holds the folder's lock now (tried without waiting, released)."""
-    import fcntl
-
-    try:
-        fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing releases a lock taken here
-    return False
 
 
 def stop_export(model_dir: Path, wait: float = 0.0) -> bool:
