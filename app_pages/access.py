@@ -13,6 +13,7 @@ functions that act, not only when drawing their buttons.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 
@@ -35,12 +36,23 @@ def secrets_problem() -> str | None:
 
     for name in config.get_option("secrets.files"):
         path = Path(name)
-        if not path.is_file():
-            continue
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            return f"{path} cannot be read ({exc})"
+            info = path.stat()
+        except OSError:
+            continue
+        if path.is_file() and (problem := _parse_problem(str(path), info.st_mtime_ns, info.st_size)):
+            return problem
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """Why the secrets file at ``path`` cannot be parsed, None when it can. Cached by the file's
+    modification time and size: ``actions_allowed`` asks many times per page view."""
+    try:
+        tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return f"{path} cannot be read ({exc})"
     return None
 
 
