@@ -176,6 +176,10 @@ def safe_member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+def _too_many_members() -> ImportProblem:
+    return ImportProblem(f"the archive has more than {MAX_MEMBERS:,} members; FER2013 has 35,887 images")
+
+
 class _Budget:
     """Counts members and unpacked bytes against the caps, whatever the archive's headers say."""
 
@@ -186,8 +190,7 @@ class _Budget:
     def member(self) -> None:
         self.members += 1
         if self.members > MAX_MEMBERS:
-            raise ImportProblem(f"the archive has more than {MAX_MEMBERS:,} members; FER2013 has 35,887 "
-                                "images")
+            raise _too_many_members()
 
     def add(self, size: int) -> None:
         self.bytes += size
@@ -286,7 +289,7 @@ def _zip_directory_entries(archive: Path) -> int | None:
 def _unpack_zip(archive: Path, root: Path, progress: Progress) -> None:
     budget = _Budget()
     if (entries := _zip_directory_entries(archive)) is not None and entries > MAX_MEMBERS:
-        raise ImportProblem(f"the archive has more than {MAX_MEMBERS:,} members; FER2013 has 35,887 images")
+        raise _too_many_members()
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError):
@@ -297,8 +300,7 @@ def _unpack_zip(archive: Path, root: Path, progress: Progress) -> None:
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
-            raise ImportProblem(f"the archive has more than {MAX_MEMBERS:,} members; FER2013 has 35,887 "
-                                "images")
+            raise _too_many_members()
         if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
             raise ImportProblem(f"the archive unpacks to more than {MAX_UNPACKED_BYTES >> 20:,} MB "
                                 "(FER2013's images take 58 MB): refused as a possible archive bomb")
