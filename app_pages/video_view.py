@@ -68,21 +68,24 @@ def timeline_figure(rows: pd.DataFrame, face: int) -> go.Figure:
                                     name=name, line={"color": COLOURS[name]}, marker={"size": 4}))
     figure.update_layout(title=f"Face {face}: expression probabilities over time", height=360,
                          xaxis_title="time in the video (s)", yaxis_title="probability (%)",
-                         yaxis={"range": [0, 100]}, margin={"t": 50, "b": 40}, legend={"orientation": "h"})
+                         yaxis={"range": [0, 100]}, margin={"t": 50, "b": 100},
+                         legend={"orientation": "h", "y": -0.3})  # below the axis title
     return figure
 
 
 def framed(path: Path, rows: pd.DataFrame, when: float):
     """The frame at ``when`` with the boxes and top labels of the faces sampled there."""
-    from PIL import ImageDraw
+    from PIL import ImageDraw, ImageFont
 
     image = frame_at(path, when)
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 250))
+    font = ImageFont.load_default(size=max(12, round(max(image.size) / 40)))  # as fer.ui.draw_boxes
     for row in rows[np.isclose(rows["time_s"], when)].itertuples():
         x, y, w, h = int(row.x), int(row.y), int(row.width), int(row.height)
         draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
-        draw.text((x, max(0, y - 14)), f"{row.face}: {row.top_label}", fill=(255, 64, 64))
+        draw.text((x, max(0, y - font.size - 4)), f"{row.face}: {row.top_label}", fill=(255, 64, 64),
+                  font=font)
     return image
 
 
